@@ -1,0 +1,53 @@
+"""Run a stage function from a Snakemake ``script:`` with logging to the rule log.
+
+Every stage script is three lines::
+
+    from s2ts.runner import run
+    from s2ts.<stage> import <stage>_from_snakemake
+    run(snakemake, <stage>_from_snakemake)
+
+``run`` sends stderr and Python logging to ``snakemake.log[0]``; a
+:class:`~s2ts.errors.UserError` is written as one line to both the log and the
+terminal, and the job fails without a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+
+def run(smk, func) -> None:
+    log_path = smk.log[0] if len(smk.log) else None
+    terminal = os.fdopen(os.dup(2), "w")
+    if log_path:
+        os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+        log_file = open(log_path, "w", buffering=1)
+        sys.stderr = log_file
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    from s2ts.errors import UserError
+
+    try:
+        func(smk)
+    except UserError as exc:
+        msg = f"ERROR in rule {smk.rule}: {exc}"
+        print(msg, file=sys.stderr, flush=True)
+        if log_path:
+            print(msg, file=terminal, flush=True)
+        sys.exit(1)
+    except Exception:
+        traceback.print_exc(file=sys.stderr)
+        if log_path:
+            print(
+                f"ERROR in rule {smk.rule}: unexpected failure, see {log_path}",
+                file=terminal,
+                flush=True,
+            )
+        sys.exit(1)

@@ -1,0 +1,378 @@
+"""STAC manifest stage: search a catalog for one AOI and write its item manifest.
+
+* STAC APIs are searched with pystac-client (all pages, retries with backoff).
+  The cloud filter is sent as a ``query`` only when the server declares the
+  query conformance class; otherwise the search is bbox + datetime only and the
+  filter runs here (some servers answer nothing to an unsupported ``query``).
+* Local static catalogs (``catalog.json`` / ``collection.json``) are walked with
+  pystac and filtered by the same predicate, :func:`item_matches`.
+* Reprocessings of one product are reduced to one item (highest processing
+  baseline, then latest generation time, then id); items are grouped by the
+  AOI's local **solar day**.
+
+Outputs (deterministic, sorted keys, no signed URL ever):
+``manifest.csv`` one row per item; ``manifest.json`` the search and its counts;
+``items/<solar-day>.json`` the day's items as a GeoJSON FeatureCollection, so
+that each per-date job depends on its own date's file only.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from s2ts import item_meta as im
+from s2ts.errors import UserError
+
+log = logging.getLogger("stac_manifest")
+
+MANIFEST_COLUMNS = [
+    "date",
+    "id",
+    "datetime",
+    "platform",
+    "mgrs_tile",
+    "relative_orbit",
+    "epsg",
+    "processing_baseline",
+    "cloud_cover",
+]
+
+
+# --------------------------------------------------------------------------- predicate
+def item_matches(item: dict, aoi_geom, start: dt.date, end: dt.date, max_cloud_cover: float) -> bool:
+    """The search predicate: footprint intersects the AOI bbox, ``start <= datetime <
+    end`` (UTC), and ``eo:cloud_cover < max_cloud_cover`` (100 keeps everything)."""
+    import shapely
+    import shapely.geometry
+
+    t = im.item_datetime(item)
+    t0 = dt.datetime.combine(start, dt.time(), dt.UTC)
+    t1 = dt.datetime.combine(end, dt.time(), dt.UTC)
+    if not (t0 <= t < t1):
+        return False
+    if max_cloud_cover < 100:
+        cc = item.get("properties", {}).get("eo:cloud_cover")
+        if cc is None or not float(cc) < max_cloud_cover:
+            return False
+    box = shapely.geometry.box(*aoi_geom.bounds)
+    if item.get("geometry"):
+        footprint = shapely.geometry.shape(item["geometry"])
+    elif item.get("bbox"):
+        footprint = shapely.geometry.box(*item["bbox"][:2], *item["bbox"][-2:]) if len(item["bbox"]) == 4 else None
+    else:
+        return False
+    return bool(footprint is not None and footprint.intersects(box))
+
+
+# --------------------------------------------------------------------------- sources
+def is_url(catalog: str) -> bool:
+    return urlsplit(catalog).scheme in ("http", "https")
+
+
+def _retry():
+    from urllib3.util.retry import Retry
+
+    return Retry(
+        total=6,
+        connect=3,
+        read=4,
+        status=6,
+        backoff_factor=0.5,
+        backoff_max=30,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=None,  # retry POST searches too
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+def _open_api(url: str):
+    from pystac_client import Client
+    from pystac_client.stac_api_io import StacApiIO
+
+    try:
+        return Client.open(url, stac_io=StacApiIO(max_retries=_retry(), timeout=(10, 120)))
+    except Exception as exc:
+        if not _is_connection_error(exc):
+            raise UserError(
+                f"stac.catalog: {url} did not answer as a STAC catalog or API ({str(exc).strip()[:200]}). "
+                "Check the URL points at a STAC API root (e.g. https://planetarycomputer.microsoft.com/api/stac/v1)."
+            ) from None
+        raise UserError(
+            f"stac.catalog: cannot reach the STAC catalog at {url} ({type(exc).__name__}). Check the URL and "
+            "your network; to try the workflow offline, use the embedded demo catalog "
+            "(stac.catalog: demo, or `make demo`)."
+        ) from None
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import requests
+
+    while exc is not None:
+        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def search_api(url, collection, aoi_geom, start, end, max_cloud_cover, page_size=100):
+    """Return (item dicts, description of how the search was done)."""
+    from pystac_client import ConformanceClasses
+    from pystac_client.exceptions import APIError
+
+    client = _open_api(url)
+    if not client.conforms_to(ConformanceClasses.ITEM_SEARCH):
+        # A static catalog served over HTTP: walk it like a local one.
+        return walk_static(url, collection, aoi_geom, start, end, max_cloud_cover)
+    try:
+        found = client.get_collection(collection)
+    except Exception:
+        found = None
+    if found is None:
+        available = sorted(c.id for c in client.get_collections())
+        raise UserError(
+            f"stac.collection: '{collection}' is not a collection of {url}. Available: "
+            f"{', '.join(available[:30]) or 'none'}."
+        ) from None
+    bbox = [float(v) for v in aoi_geom.bounds]
+    kwargs = dict(
+        collections=[collection],
+        bbox=bbox,
+        datetime=f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T00:00:00Z",
+        limit=page_size,
+    )
+    use_query = max_cloud_cover < 100 and client.conforms_to(ConformanceClasses.QUERY)
+    if use_query:
+        kwargs["query"] = {"eo:cloud_cover": {"lt": max_cloud_cover}}
+        mode = "STAC API search with query eo:cloud_cover < max_cloud_cover"
+    else:
+        mode = "STAC API search by bbox and datetime; cloud filter applied on the client"
+        if max_cloud_cover < 100:
+            log.info("%s does not conform to the STAC query extension: filtering eo:cloud_cover on the client", url)
+    try:
+        items = list(client.search(**kwargs).items_as_dicts())
+    except APIError as exc:
+        raise UserError(
+            f"stac.catalog: the search at {url} failed ({str(exc).strip()[:300]}). Retry later; nothing was written."
+        ) from None
+    except Exception as exc:
+        raise UserError(
+            f"stac.catalog: the search at {url} failed after retries ({type(exc).__name__}: "
+            f"{str(exc).strip()[:300]}). Retry later or check the server; nothing was written."
+        ) from None
+    return items, mode
+
+
+def walk_static(path, collection, aoi_geom, start, end, max_cloud_cover):
+    """Walk a static catalog (local path or URL of catalog.json / collection.json)."""
+    import pystac
+
+    try:
+        root = pystac.read_file(str(path))
+    except Exception as exc:
+        raise UserError(
+            f"stac.catalog: '{path}' is not a STAC catalog or collection ({type(exc).__name__}: "
+            f"{str(exc).strip()[:200]}). Point stac.catalog at a catalog.json, a STAC API URL, or use 'demo'."
+        ) from None
+    if not isinstance(root, pystac.Catalog):
+        raise UserError(
+            f"stac.catalog: '{path}' is a STAC {type(root).__name__}, not a catalog or collection: "
+            "point stac.catalog at the catalog.json or collection.json that links the items."
+        )
+    collections = {root.id: root} if isinstance(root, pystac.Collection) else {}
+    if not collections:
+        collections = {c.id: c for c in root.get_all_collections()}
+    if collection not in collections:
+        raise UserError(
+            f"stac.collection: '{collection}' is not a collection of {path}. Available: "
+            f"{', '.join(sorted(collections)) or 'none'}."
+        )
+    items = []
+    for item in collections[collection].get_items(recursive=True):
+        item.make_asset_hrefs_absolute()
+        items.append(item.to_dict(include_self_link=False, transform_hrefs=False))
+    return items, "static catalog walked; all filters applied on the client"
+
+
+def search(catalog, collection, aoi_geom, start, end, max_cloud_cover):
+    """All items of ``collection`` matching :func:`item_matches`, from any source."""
+    if is_url(catalog):
+        raw, mode = search_api(catalog, collection, aoi_geom, start, end, max_cloud_cover)
+    else:
+        if not Path(catalog).exists():
+            raise UserError(
+                f"stac.catalog: '{catalog}' is neither a URL nor an existing file. Use a STAC API URL, the "
+                "path of a local catalog.json, or 'demo' for the embedded offline catalog."
+            )
+        raw, mode = walk_static(catalog, collection, aoi_geom, start, end, max_cloud_cover)
+    kept = [it for it in raw if item_matches(it, aoi_geom, start, end, max_cloud_cover)]
+    return raw, kept, mode
+
+
+# --------------------------------------------------------------------------- shaping
+def clean_item(item: dict) -> dict:
+    """The item as written to the per-date files: absolute, unsigned hrefs, no links."""
+    out = {k: v for k, v in item.items() if k != "links"}
+    out["assets"] = {k: {**a, "href": im.normalise_href(a["href"])} for k, a in item.get("assets", {}).items()}
+    return out
+
+
+def dedupe(items: list[dict]) -> tuple[list[dict], int]:
+    """One item per product: highest baseline, then latest generation, then id."""
+    best: dict[tuple, dict] = {}
+    for it in items:
+        key = im.product_key(it)
+        rank = (
+            im.baseline_version(it.get("properties", {}).get("s2:processing_baseline")) or (),
+            im.generation_time(it),
+            it["id"],
+        )
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, it)
+    kept = sorted((v[1] for v in best.values()), key=lambda it: (im.item_datetime(it), it["id"]))
+    return kept, len(items) - len(kept)
+
+
+def check_assets(items: list[dict], bands: list[str], mask_band: str, catalog: str) -> None:
+    for it in items:
+        keys = set(it.get("assets", {}))
+        for band, what, key in [(b, "band", "bands") for b in bands] + [(mask_band, "mask band", "mask.band")]:
+            if band not in keys:
+                raise UserError(
+                    f"{key}: the {what} '{band}' is not an asset of item {it['id']} in {catalog} "
+                    f"(its assets: {', '.join(sorted(keys))}). Choose among those."
+                )
+
+
+def manifest_rows(items: list[dict], lon: float, bands: list[str], mask_band: str) -> list[dict]:
+    rows = []
+    for it in items:
+        props = it.get("properties", {})
+        t = im.item_datetime(it)
+        row = {
+            "date": im.solar_day(t, lon).isoformat(),
+            "id": it["id"],
+            "datetime": im.format_datetime(t),
+            "platform": im.platform(it),
+            "mgrs_tile": im.mgrs_tile(it),
+            "relative_orbit": im.relative_orbit(it),
+            "epsg": im.item_epsg(it, bands[0]),
+            "processing_baseline": props.get("s2:processing_baseline", ""),
+            "cloud_cover": props.get("eo:cloud_cover", ""),
+        }
+        for b in list(bands) + [mask_band]:
+            row[f"href_{b}"] = it["assets"][b]["href"]
+        rows.append(row)
+    rows.sort(key=lambda r: (r["date"], r["datetime"], r["id"]))
+    return rows
+
+
+def write_outputs(rows, items, info, bands, mask_band, manifest_csv, manifest_json, items_dir) -> None:
+    from s2ts.io import atomic_path, dumps_json, write_json
+
+    by_date: dict[str, list[dict]] = {}
+    id_to_date = {r["id"]: r["date"] for r in rows}
+    for it in items:
+        by_date.setdefault(id_to_date[it["id"]], []).append(it)
+    with atomic_path(items_dir) as tmp:
+        tmp.mkdir()
+        for date, day_items in by_date.items():
+            fc = {"type": "FeatureCollection", "features": sorted(day_items, key=lambda i: i["id"])}
+            (tmp / f"{date}.json").write_text(dumps_json(fc))
+    columns = MANIFEST_COLUMNS + [f"href_{b}" for b in list(bands) + [mask_band]]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(manifest_csv) as tmp:
+        tmp.write_text(buf.getvalue())
+    write_json(manifest_json, info)
+
+
+def stac_manifest(
+    grid_json,
+    catalog: str,
+    collection: str,
+    start: str,
+    end: str,
+    max_cloud_cover: float,
+    bands: list[str],
+    mask_band: str,
+    manifest_csv,
+    manifest_json,
+    items_dir,
+) -> dict:
+    import shapely.geometry
+
+    aoi = json.loads(Path(grid_json).read_text())
+    geom = shapely.geometry.shape(aoi["geometry_4326"])
+    lon = aoi["centroid_4326"][0]
+    d0, d1 = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    raw, kept, mode = search(catalog, collection, geom, d0, d1, float(max_cloud_cover))
+    items, n_dupes = dedupe([clean_item(it) for it in kept])
+    check_assets(items, bands, mask_band, catalog)
+    rows = manifest_rows(items, lon, bands, mask_band)
+    dates = sorted({r["date"] for r in rows})
+    info = {
+        "aoi": aoi["id"],
+        "catalog": catalog if is_url(catalog) else os.path.abspath(catalog),
+        "collection": collection,
+        "search": {
+            "bbox_4326": aoi["bbox_4326"],
+            "start": start,
+            "end_exclusive": end,
+            "max_cloud_cover": max_cloud_cover,
+            "how": mode,
+        },
+        "counts": {
+            "returned": len(raw),
+            "matching": len(kept),
+            "duplicates_removed": n_dupes,
+            "items": len(items),
+            "dates": len(dates),
+        },
+        "dates": dates,
+        "solar_day_longitude": lon,
+    }
+    if not items:
+        info["warning"] = (
+            f"no {collection} item of {catalog} matches AOI {aoi['id']} between {start} and {end} "
+            f"with eo:cloud_cover < {max_cloud_cover}: this AOI gets an empty manifest and no time series"
+        )
+        log.warning(info["warning"])
+    write_outputs(rows, items, info, bands, mask_band, manifest_csv, manifest_json, items_dir)
+    log.info(
+        "AOI %s: %d items returned, %d match, %d duplicates removed -> %d items on %d dates (%s)",
+        aoi["id"],
+        len(raw),
+        len(kept),
+        n_dupes,
+        len(items),
+        len(dates),
+        mode,
+    )
+    return info
+
+
+def stac_manifest_from_snakemake(smk) -> None:
+    p = smk.params
+    stac_manifest(
+        smk.input.grid,
+        p.catalog,
+        p.collection,
+        p.start,
+        p.end,
+        p.max_cloud_cover,
+        list(p.bands),
+        p.mask_band,
+        smk.output.manifest,
+        smk.output.info,
+        smk.output.item_dir,
+    )

@@ -1,0 +1,67 @@
+"""Item metadata read as real catalogs write it (real Planetary Computer items)."""
+
+import datetime as dt
+
+import pystac
+import pytest
+from conftest import load_features
+
+from s2ts import item_meta as im
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [("02.12", "04.00"), ("03.01", "04.00"), ("04.00", "05.00"), ("05.9", "05.10"), ("05.10", "05.11")],
+)
+def test_baselines_compare_as_versions(a, b):
+    assert im.baseline_version(a) < im.baseline_version(b)
+    # the text comparison is wrong for one of these: versions are not strings
+    assert im.baseline_version("05.9") < im.baseline_version("05.10") and "05.9" > "05.10"
+
+
+def test_baseline_of_real_items():
+    seen = {
+        im.baseline_version(f["properties"]["s2:processing_baseline"]) for f in load_features("tile-13TDE-2024.json")
+    }
+    assert seen == {(5, 10), (5, 11)}
+    old = {
+        im.baseline_version(f["properties"]["s2:processing_baseline"]) for f in load_features("tile-35MNM-2020.json")
+    }
+    assert old == {(2, 12)}
+    assert im.baseline_version(None) is None
+
+
+@pytest.mark.parametrize("name, epsg", [("tile-13TDE-2024.json", 32613), ("tile-35MNM-2020.json", 32735)])
+def test_epsg_from_raw_and_pystac_migrated_items(name, epsg):
+    raw = load_features(name)[0]
+    assert "proj:epsg" in raw["properties"]
+    migrated = pystac.Item.from_dict({**raw, "links": []}).to_dict()
+    # pystac >= 1.12 rewrites proj:epsg as proj:code: both forms must be read
+    assert "proj:epsg" not in migrated["properties"] and migrated["properties"]["proj:code"] == f"EPSG:{epsg}"
+    assert im.item_epsg(raw) == epsg
+    assert im.item_epsg(migrated) == epsg
+    assert im.item_epsg(migrated, "B03") == epsg
+
+
+def test_solar_day_shifts_by_longitude():
+    t = dt.datetime(2024, 6, 1, 23, 30, tzinfo=dt.UTC)
+    assert im.solar_day(t, 150.0) == dt.date(2024, 6, 2)  # +10 h: next day
+    assert im.solar_day(t, 0.0) == dt.date(2024, 6, 1)
+    assert im.solar_day(dt.datetime(2024, 6, 1, 1, 0, tzinfo=dt.UTC), -105.0) == dt.date(2024, 5, 31)
+
+
+def test_real_item_fields():
+    f = load_features("tile-13TDE-2024.json")[0]
+    assert im.platform(f) == "Sentinel-2B"
+    assert im.mgrs_tile(f) == "13TDE"
+    assert im.relative_orbit(f) == 98
+    assert im.item_datetime(f) == dt.datetime(2024, 12, 3, 17, 46, 29, 24000, tzinfo=dt.UTC)
+    assert im.parsed_id(f)["generated"] == "20241203T211406"
+
+
+def test_secrets_are_stripped_from_hrefs():
+    signed = (
+        "https://x.blob.core.windows.net/c/B03.tif?st=2024-01-01&se=2024-01-02&sp=rl&sv=2021&sr=c&sig=AbC%3D&keep=1"
+    )
+    assert im.strip_secrets(signed) == "https://x.blob.core.windows.net/c/B03.tif?keep=1"
+    assert im.normalise_href("file:///data/a%20b/B03.tif") == "/data/a b/B03.tif"

@@ -1,0 +1,58 @@
+# Configuration checks, the AOI list and every input function of the workflow.
+import json
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)
+
+from s2ts.aoi_grid import check_resolution, read_aois
+from s2ts.config import check_config
+from s2ts.errors import UserError
+
+try:
+    _checked = check_config(config)
+    config.clear()
+    config.update(_checked)
+    AOIS = {a.id: a for a in read_aois(config["aoi"]["path"], config["aoi"]["id_field"])}
+    for _aoi in AOIS.values():
+        check_resolution(_aoi, config["grid"]["crs"], config["grid"]["resolution"])
+except UserError as _err:
+    sys.exit(f"ERROR: {_err}")
+
+# check_config has already given the friendly message; this is the canonical check.
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = config["results"]
+DEMO = config["stac"]["catalog"] == "demo"
+CATALOG = str(Path(config["demo"]["path"]) / "catalog.json") if DEMO else config["stac"]["catalog"]
+
+
+wildcard_constraints:
+    aoi=r"[A-Za-z0-9_-]+",
+    date=r"\d{4}-\d{2}-\d{2}",
+
+
+def aoi_geojson(wildcards):
+    """The polygon of one AOI (EPSG:4326 GeoJSON) as read from aoi.path: a params
+    value, so editing one polygon reruns that AOI only."""
+    return AOIS[wildcards.aoi].geojson
+
+
+def manifest_inputs(wildcards):
+    inputs = {"grid": f"{RESULTS}/{wildcards.aoi}/aoi/grid.json"}
+    if DEMO:
+        inputs["catalog"] = CATALOG
+    return inputs
+
+
+def manifest_dates(aoi):
+    """Solar days of one AOI, known once its stac_manifest checkpoint has run."""
+    info = checkpoints.stac_manifest.get(aoi=aoi).output.info
+    with open(info) as f:
+        return json.load(f)["dates"]
+
+
+def final_outputs(wildcards):
+    return [f"{RESULTS}/{aoi}/manifest.csv" for aoi in AOIS]
