@@ -14,6 +14,16 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/aoi.smk"
 include: "workflow/rules/stac.smk"
+include: "workflow/rules/tile.smk"
+include: "workflow/rules/offset_fix.smk"
+include: "workflow/rules/mask.smk"
+include: "workflow/rules/gapfill.smk"
+include: "workflow/rules/netcdf.smk"
+
+
+localrules:
+    all,
+    aoi_grid,
 
 
 rule all:

@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -72,6 +73,13 @@ def item_matches(item: dict, aoi_geom, start: dt.date, end: dt.date, max_cloud_c
 
 
 # --------------------------------------------------------------------------- sources
+#: Retry policy of STAC API requests: per request (urllib3) up to 5 retries with
+#: exponential backoff from BACKOFF seconds, honouring Retry-After; then up to
+#: ATTEMPTS whole-search attempts.
+BACKOFF = 0.5
+ATTEMPTS = 4
+
+
 def is_url(catalog: str) -> bool:
     return urlsplit(catalog).scheme in ("http", "https")
 
@@ -80,11 +88,11 @@ def _retry():
     from urllib3.util.retry import Retry
 
     return Retry(
-        total=6,
+        total=5,
         connect=3,
-        read=4,
-        status=6,
-        backoff_factor=0.5,
+        read=3,
+        status=5,
+        backoff_factor=BACKOFF,
         backoff_max=30,
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=None,  # retry POST searches too
@@ -93,12 +101,51 @@ def _retry():
     )
 
 
-def _open_api(url: str):
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying: network errors, timeouts, 408/429/5xx, a truncated JSON body."""
+    status = getattr(exc, "status_code", None)
+    if status is not None:
+        return status in (408, 429, 500, 502, 503, 504)
+    while exc is not None:
+        if isinstance(exc, json.JSONDecodeError | ConnectionError | TimeoutError):
+            return True
+        text = str(exc)
+        if any(s in text for s in ("Max retries exceeded", "timed out", "Connection aborted", "RemoteDisconnected")):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _search_with_retries(client, kwargs: dict, url: str, attempts: int) -> list[dict]:
+    """The whole paged search, retried from the first page on transient failures.
+
+    Each HTTP request already retries 429/5xx and connection errors with backoff
+    (urllib3, honouring Retry-After); this outer loop also covers what arrives as a
+    200 but is broken (a truncated JSON page) and failures that outlast a request's
+    own retries. Nothing is written unless the whole search succeeds.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return list(client.search(**kwargs).items_as_dicts())
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {im.strip_secrets(str(exc).strip())[:300]}"
+            if attempt == attempts or not _transient(exc):
+                raise UserError(
+                    f"stac.catalog: the search at {url} failed after {attempt} attempt(s) ({reason}). "
+                    "Retry later or check the server; nothing was written."
+                ) from None
+            wait = min(30.0, 4 * BACKOFF * 2.0 ** (attempt - 1))
+            log.warning("search attempt %d of %d failed (%s); retrying in %.0f s", attempt, attempts, reason, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _open_api(url: str, timeout: float = 60):
     from pystac_client import Client
     from pystac_client.stac_api_io import StacApiIO
 
     try:
-        return Client.open(url, stac_io=StacApiIO(max_retries=_retry(), timeout=(10, 120)))
+        return Client.open(url, stac_io=StacApiIO(max_retries=_retry()), timeout=(10, timeout))
     except Exception as exc:
         if not _is_connection_error(exc):
             raise UserError(
@@ -122,12 +169,11 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
-def search_api(url, collection, aoi_geom, start, end, max_cloud_cover, page_size=100):
+def search_api(url, collection, aoi_geom, start, end, max_cloud_cover, page_size=100, timeout=60):
     """Return (item dicts, description of how the search was done)."""
     from pystac_client import ConformanceClasses
-    from pystac_client.exceptions import APIError
 
-    client = _open_api(url)
+    client = _open_api(url, timeout)
     if not client.conforms_to(ConformanceClasses.ITEM_SEARCH):
         # A static catalog served over HTTP: walk it like a local one.
         return walk_static(url, collection, aoi_geom, start, end, max_cloud_cover)
@@ -156,17 +202,7 @@ def search_api(url, collection, aoi_geom, start, end, max_cloud_cover, page_size
         mode = "STAC API search by bbox and datetime; cloud filter applied on the client"
         if max_cloud_cover < 100:
             log.info("%s does not conform to the STAC query extension: filtering eo:cloud_cover on the client", url)
-    try:
-        items = list(client.search(**kwargs).items_as_dicts())
-    except APIError as exc:
-        raise UserError(
-            f"stac.catalog: the search at {url} failed ({str(exc).strip()[:300]}). Retry later; nothing was written."
-        ) from None
-    except Exception as exc:
-        raise UserError(
-            f"stac.catalog: the search at {url} failed after retries ({type(exc).__name__}: "
-            f"{str(exc).strip()[:300]}). Retry later or check the server; nothing was written."
-        ) from None
+    items = _search_with_retries(client, kwargs, url, ATTEMPTS)
     return items, mode
 
 
@@ -201,10 +237,10 @@ def walk_static(path, collection, aoi_geom, start, end, max_cloud_cover):
     return items, "static catalog walked; all filters applied on the client"
 
 
-def search(catalog, collection, aoi_geom, start, end, max_cloud_cover):
+def search(catalog, collection, aoi_geom, start, end, max_cloud_cover, timeout=60):
     """All items of ``collection`` matching :func:`item_matches`, from any source."""
     if is_url(catalog):
-        raw, mode = search_api(catalog, collection, aoi_geom, start, end, max_cloud_cover)
+        raw, mode = search_api(catalog, collection, aoi_geom, start, end, max_cloud_cover, timeout=timeout)
     else:
         if not Path(catalog).exists():
             raise UserError(
@@ -308,6 +344,7 @@ def stac_manifest(
     manifest_csv,
     manifest_json,
     items_dir,
+    timeout: float = 60,
 ) -> dict:
     import shapely.geometry
 
@@ -315,7 +352,7 @@ def stac_manifest(
     geom = shapely.geometry.shape(aoi["geometry_4326"])
     lon = aoi["centroid_4326"][0]
     d0, d1 = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
-    raw, kept, mode = search(catalog, collection, geom, d0, d1, float(max_cloud_cover))
+    raw, kept, mode = search(catalog, collection, geom, d0, d1, float(max_cloud_cover), timeout)
     items, n_dupes = dedupe([clean_item(it) for it in kept])
     check_assets(items, bands, mask_band, catalog)
     rows = manifest_rows(items, lon, bands, mask_band)
@@ -375,4 +412,5 @@ def stac_manifest_from_snakemake(smk) -> None:
         smk.output.manifest,
         smk.output.info,
         smk.output.item_dir,
+        timeout=p.timeout,
     )

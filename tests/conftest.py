@@ -121,3 +121,248 @@ def rustac_server(tmp_path):
     yield start
     for s in servers:
         s.stop()
+
+
+# ------------------------------------------------------------------ local COGs
+def write_cog(path: Path, data, transform, epsg: int, overview_data=None) -> None:
+    """A real COG (GDAL COG driver, internal overviews, nodata 0). With
+    ``overview_data``, the overviews are built from that array instead of ``data``
+    (so a test can tell whether a reader used the overview or the full resolution)."""
+    import numpy as np
+    import rasterio
+    from rasterio.enums import Resampling
+
+    data = np.asarray(data)
+    resampling = "NEAREST" if data.dtype == np.uint8 else "AVERAGE"
+    src = overview_data if overview_data is not None else data
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype=data.dtype,
+        crs=f"EPSG:{epsg}",
+        transform=transform,
+        nodata=0,
+        tiled=True,
+        blockxsize=32,
+        blockysize=32,
+    )
+    tmp = path.with_suffix(".tmp.tif")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(src, 1)
+        dst.build_overviews([2, 4, 8], getattr(Resampling, resampling.lower()))
+    if overview_data is not None:
+        with rasterio.open(tmp, "r+") as dst:
+            dst.write(data, 1)  # full resolution replaced; overviews keep the marker
+    with rasterio.open(tmp) as s:
+        rasterio.shutil.copy(s, path, driver="COG", overviews="FORCE_USE_EXISTING", compress="DEFLATE", blocksize=128)
+    tmp.unlink()
+
+
+def local_item(
+    base: dict,
+    out_dir: Path,
+    bands: dict,
+    scl,
+    x0: float,
+    y1: float,
+    *,
+    item_id: str | None = None,
+    datetime: str | None = None,
+    baseline: str | None = None,
+    proj_form: str = "epsg",
+    overview_marker: dict | None = None,
+) -> dict:
+    """A copy of a real item whose assets are small local COGs at (x0, y1) on the
+    item's own UTM grid: reflectance ``bands`` at 10 m, ``scl`` at 20 m."""
+    import copy
+
+    import rasterio.shutil  # noqa: F401
+    from affine import Affine
+    from pyproj import Transformer
+
+    it = copy.deepcopy(base)
+    epsg = it["properties"]["proj:epsg"]
+    if item_id:
+        it["id"] = item_id
+    if datetime:
+        it["properties"]["datetime"] = datetime
+    if baseline:
+        it["properties"]["s2:processing_baseline"] = baseline
+    d = out_dir / it["id"]
+    d.mkdir(parents=True, exist_ok=True)
+    assets = {}
+    for key, arr, res in [(b, a, 10) for b, a in bands.items()] + [("SCL", scl, 20)]:
+        tr = Affine(res, 0, x0, 0, -res, y1)
+        path = d / f"{key}.tif"
+        write_cog(path, arr, tr, epsg, (overview_marker or {}).get(key))
+        h, w = arr.shape
+        a = copy.deepcopy(base["assets"][key])
+        a.update(
+            {
+                "href": str(path),
+                "proj:shape": [h, w],
+                "proj:transform": list(tr)[:6],
+                "proj:bbox": [x0, y1 - h * res, x0 + w * res, y1],
+            }
+        )
+        assets[key] = a
+    it["assets"] = assets
+    h, w = next(iter(bands.values())).shape
+    xs = [x0, x0 + w * 10, x0 + w * 10, x0, x0]
+    ys = [y1, y1, y1 - h * 10, y1 - h * 10, y1]
+    lon, lat = Transformer.from_crs(epsg, 4326, always_xy=True).transform(xs, ys)
+    it["geometry"] = {"type": "Polygon", "coordinates": [list(map(list, zip(lon, lat)))]}
+    it["bbox"] = [min(lon), min(lat), max(lon), max(lat)]
+    it["links"] = []
+    if proj_form == "code":
+        del it["properties"]["proj:epsg"]
+        it["properties"]["proj:code"] = f"EPSG:{epsg}"
+    return it
+
+
+def write_items_file(path: Path, items: list[dict]) -> Path:
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    return path
+
+
+def utm_grid(epsg: int, x0: float, y1: float, width: int, height: int, res: float) -> dict:
+    from pyproj import CRS
+
+    return {
+        "crs": f"EPSG:{epsg}",
+        "epsg": epsg,
+        "crs_wkt": CRS.from_epsg(epsg).to_wkt(),
+        "resolution": float(res),
+        "bounds": [x0, y1 - height * res, x0 + width * res, y1],
+        "width": width,
+        "height": height,
+        "transform": [float(res), 0.0, x0, 0.0, -float(res), y1],
+    }
+
+
+def write_grid_json(path: Path, grid: dict, aoi_id: str = "t") -> Path:
+    path.write_text(json.dumps({"id": aoi_id, "grid": grid}))
+    return path
+
+
+class FaultyStacApi:
+    """tests/stac_api_server.py in its own process on 127.0.0.1, stopped by pid."""
+
+    def __init__(self, tmp_path: Path, features: list[dict], faults=(), page_size=10, sleep=5.0):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        items = tmp_path / f"api-items-{self.port}.json"
+        items.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+        self.requests = tmp_path / f"api-requests-{self.port}.jsonl"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "stac_api_server.py"),
+                "--items", str(items),
+                "--collection", str(MPC_ITEMS / "collection.json"),
+                "--port", str(self.port),
+                "--faults", json.dumps(list(faults)),
+                "--page-size", str(page_size),
+                "--sleep", str(sleep),
+                "--log", str(self.requests),
+            ],
+            start_new_session=True,
+        )  # fmt: skip
+        wait_for_port(self.port, self.proc)
+
+    def attempts(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        if self.requests.exists():
+            for line in self.requests.read_text().splitlines():
+                r = json.loads(line)
+                out[r["page"]] = max(out.get(r["page"], 0), r["attempt"])
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def stac_api(tmp_path):
+    servers = []
+
+    def start(features, **kw):
+        s = FaultyStacApi(tmp_path, features, **kw)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+class BlobProxy:
+    """tests/blob_proxy_server.py: SAS token endpoint + blob-storage proxy on 127.0.0.1."""
+
+    def __init__(self, tmp_path: Path, root: Path, ttl: float = 3600, fail_first: int = 0):
+        self.port = free_port()
+        self.log = tmp_path / f"blob-{self.port}.jsonl"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, str(ROOT / "tests" / "blob_proxy_server.py"),
+                "--root", str(root), "--port", str(self.port), "--ttl", str(ttl),
+                "--log", str(self.log), "--fail-first", str(fail_first),
+            ],
+            start_new_session=True,
+        )  # fmt: skip
+        wait_for_port(self.port, self.proc)
+        self.env = {
+            "PC_SDK_SAS_URL": f"http://127.0.0.1:{self.port}/api/sas/v1/token",
+            "GDAL_HTTP_PROXY": f"127.0.0.1:{self.port}",
+        }
+
+    def events(self, kind: str | None = None) -> list[dict]:
+        if not self.log.exists():
+            return []
+        evs = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return [e for e in evs if kind is None or e["kind"] == kind]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def blob_proxy(tmp_path, monkeypatch):
+    servers = []
+
+    def start(root, **kw):
+        s = BlobProxy(tmp_path, root, **kw)
+        servers.append(s)
+        for k, v in s.env.items():
+            monkeypatch.setenv(k, v)
+        import planetary_computer.sas
+        import planetary_computer.settings
+
+        planetary_computer.sas.TOKEN_CACHE.clear()
+        planetary_computer.settings.Settings.get.cache_clear()  # re-read PC_SDK_SAS_URL
+        return s
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def blob_href(path: Path, root: Path, account: str = "s2tstest", container: str = "data") -> str:
+    return f"http://{account}.blob.core.windows.net/{container}/{path.relative_to(root)}"
+
+
+def grep_tree(root: Path, needles: list[str]) -> list[str]:
+    """Files under ``root`` (any format, bytes) that contain any needle."""
+    hits = []
+    for p in root.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            if any(n.encode() in data for n in needles):
+                hits.append(str(p))
+    return hits

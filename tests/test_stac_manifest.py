@@ -31,7 +31,7 @@ def write_grid(path, geom, aoi_id="site"):
     return path
 
 
-def run_manifest(tmp_path, catalog, geom=AOI_13TDE, cc=20, start="2024-01-01", end="2025-01-01", **kw):
+def run_manifest(tmp_path, catalog, geom=AOI_13TDE, cc=20, start="2024-01-01", end="2025-01-01", timeout=60, **kw):
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
     grid = write_grid(tmp_path / "grid.json", geom)
@@ -49,6 +49,7 @@ def run_manifest(tmp_path, catalog, geom=AOI_13TDE, cc=20, start="2024-01-01", e
         out / "manifest.csv",
         out / "manifest.json",
         out / "items",
+        timeout=timeout,
     )
     rows = list(csv.DictReader(open(out / "manifest.csv")))
     return info, rows, out

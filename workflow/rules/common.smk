@@ -1,4 +1,5 @@
 # Configuration checks, the AOI list and every input function of the workflow.
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ sys.path.insert(0, workflow.basedir)
 from s2ts.aoi_grid import check_resolution, read_aois
 from s2ts.config import check_config
 from s2ts.errors import UserError
+from s2ts.tile import signing_mode
 
 try:
     _checked = check_config(config)
@@ -27,6 +29,8 @@ validate(config, "../schemas/config.schema.yaml")
 RESULTS = config["results"]
 DEMO = config["stac"]["catalog"] == "demo"
 CATALOG = str(Path(config["demo"]["path"]) / "catalog.json") if DEMO else config["stac"]["catalog"]
+SIGNING = signing_mode(config["stac"]["signing"], CATALOG)
+NC_SUFFIX = f"{config['dates']['start']}_{config['dates']['end']}"
 
 
 wildcard_constraints:
@@ -54,5 +58,22 @@ def manifest_dates(aoi):
         return json.load(f)["dates"]
 
 
+def items_digest(wildcards):
+    """Content hash of one date's item file: reruns a tile when its items change."""
+    path = Path(f"{RESULTS}/{wildcards.aoi}/items/{wildcards.date}.json")
+    return hashlib.sha1(path.read_bytes()).hexdigest() if path.exists() else ""
+
+
+def masked_tiles(wildcards):
+    return [f"{RESULTS}/{wildcards.aoi}/mask/{d}.zarr" for d in manifest_dates(wildcards.aoi)]
+
+
 def final_outputs(wildcards):
-    return [f"{RESULTS}/{aoi}/manifest.csv" for aoi in AOIS]
+    """One NetCDF per AOI; an AOI without any item ends at its (empty) manifest."""
+    outputs = []
+    for aoi in AOIS:
+        if manifest_dates(aoi):
+            outputs.append(f"{RESULTS}/{aoi}/{aoi}_{NC_SUFFIX}.nc")
+        else:
+            outputs.append(f"{RESULTS}/{aoi}/manifest.csv")
+    return outputs

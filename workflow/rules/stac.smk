@@ -21,5 +21,6 @@ checkpoint stac_manifest:
         max_cloud_cover=config["stac"]["max_cloud_cover"],
         bands=config["bands"],
         mask_band=config["mask"]["band"],
+        timeout=config["stac"]["timeout"],
     script:
         "../../scripts/stac_manifest.py"

@@ -1,0 +1,368 @@
+"""Gap-fill stage: values checked against plain NumPy references written here
+(np.interp on the real acquisition times, per pixel), never against the code itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tracemalloc
+
+import numpy as np
+import pyproj
+import pytest
+
+import s2ts.gapfill as gf
+from s2ts.errors import UserError
+from s2ts.gapfill import gapfill, gapfill_series
+from s2ts.zarr_io import CHUNK, create_store, open_store, read_attrs, write_store
+
+DAY = 86400
+FILL = -32768
+
+
+# ----------------------------------------------------------------------------- references
+def reference_series(values, times, fill_ends=True, max_gap_days=None):
+    """Loop reference: per pixel np.interp on the observed (time, value) pairs, which is
+    linear in real time between observations and constant beyond them (= the end rule).
+    Returns (reference float values, flags)."""
+    n_t = values.shape[0]
+    flat = values.reshape(n_t, -1)
+    ref = np.full(flat.shape, np.nan)
+    flag = np.zeros(flat.shape, dtype=np.uint8)
+    times = np.asarray(times, dtype=np.float64)
+    for p in range(flat.shape[1]):
+        s = flat[:, p]
+        obs = s != FILL
+        if not obs.any():
+            continue
+        to, vo = times[obs], s[obs].astype(np.float64)
+        interp = np.interp(times, to, vo)
+        for i in range(n_t):
+            if obs[i]:
+                ref[i, p], flag[i, p] = s[i], 1
+            elif to[0] < times[i] < to[-1]:
+                j = np.searchsorted(to, times[i])
+                if max_gap_days is None or to[j] - to[j - 1] <= max_gap_days * DAY:
+                    ref[i, p], flag[i, p] = interp[i], 2
+            elif fill_ends:
+                nearest = to[0] if times[i] < to[0] else to[-1]
+                if max_gap_days is None or abs(times[i] - nearest) <= max_gap_days * DAY:
+                    ref[i, p], flag[i, p] = interp[i], 3
+    return ref.reshape(values.shape), flag.reshape(values.shape)
+
+
+def assert_matches(filled, flag, ref, ref_flag):
+    """Exact equality with the rounded reference; a difference of 1 DN is tolerated only
+    where the float reference sits at .5 (np.interp's own rounding may tip it)."""
+    assert filled.dtype == np.int16 and flag.dtype == np.uint8
+    np.testing.assert_array_equal(flag, ref_flag)
+    known = ~np.isnan(ref)
+    np.testing.assert_array_equal(filled[~known], FILL)
+    diff = np.abs(filled[known].astype(np.int64) - np.rint(ref[known]).astype(np.int64))
+    at_half = np.abs(np.abs(ref[known] - np.floor(ref[known])) - 0.5) < 1e-6
+    assert diff.max(initial=0) <= 1
+    assert np.all(diff[~at_half] == 0), "gap-fill differs from the np.interp reference"
+
+
+def random_series(rng, n_t, shape, p_missing=0.5):
+    times = np.cumsum(rng.integers(2, 31, n_t)) * DAY + rng.integers(0, DAY, n_t)
+    times = np.sort(times).astype(np.float64)
+    assert np.all(np.diff(times) > 0)
+    values = rng.integers(-1000, 12000, (n_t, *shape)).astype(np.int16)
+    values[rng.random(values.shape) < p_missing] = FILL
+    flat = values.reshape(n_t, -1)
+    flat[:, 0] = FILL  # never observed
+    flat[:, 1] = FILL  # observed once only
+    flat[n_t // 2, 1] = 777
+    flat[:3, 2] = FILL  # gaps at both ends
+    flat[-3:, 2] = FILL
+    flat[:, 3] = FILL  # observed at the first and last date only
+    flat[0, 3], flat[-1, 3] = 100, -900
+    return values, times
+
+
+# ----------------------------------------------------------------------------- the series
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    "fill_ends,max_gap_days",
+    [(True, None), (False, None), (True, 20), (False, 45), (True, 1000)],
+)
+def test_series_equals_numpy_reference(seed, fill_ends, max_gap_days):
+    rng = np.random.default_rng(seed)
+    values, times = random_series(rng, 23, (17, 13))
+    before = values.copy()
+    filled, flag = gapfill_series(values, times, fill_ends=fill_ends, max_gap_days=max_gap_days)
+    np.testing.assert_array_equal(values, before)  # input untouched
+    assert filled.shape == values.shape and flag.shape == values.shape
+    ref, ref_flag = reference_series(values, times, fill_ends, max_gap_days)
+    assert_matches(filled, flag, ref, ref_flag)
+    assert (flag == 2).any() and (flag == 0).any()
+    if fill_ends:
+        assert (flag == 3).any()
+
+
+def test_series_blocks_do_not_change_results(monkeypatch):
+    rng = np.random.default_rng(5)
+    values, times = random_series(rng, 11, (9, 31), p_missing=0.6)
+    ref, ref_flag = reference_series(values, times)
+    monkeypatch.setattr(gf, "_BLOCK_ELEMENTS", 7 * 11)  # 7 pixels per block
+    assert_matches(*gapfill_series(values, times), ref, ref_flag)
+
+
+def test_linear_is_not_back_or_forward_fill():
+    """The original package's "linear" gap-fill was a back/forward fill (interpolate_na()
+    without dim did nothing): 0 at day 0 and 1000 at day 10 must give 200 at day 2 and
+    500 at day 5, not 0 or 1000."""
+    values = np.array([0, FILL, FILL, 1000], dtype=np.int16)[:, None]
+    times = np.array([0, 2, 5, 10], dtype=np.float64) * DAY
+    filled, flag = gapfill_series(values, times)
+    assert filled[:, 0].tolist() == [0, 200, 500, 1000]
+    assert flag[:, 0].tolist() == [1, 2, 2, 1]
+
+
+def test_uneven_gaps_weigh_by_real_time():
+    """t = 0, 5, 55 days, middle missing: 1/11 of the way, not 1/2 (index interpolation)."""
+    values = np.array([0, FILL, 1100], dtype=np.int16)[:, None]
+    filled, flag = gapfill_series(values, np.array([0, 5, 55], dtype=np.float64) * DAY)
+    assert filled[1, 0] == 100
+    assert flag[1, 0] == 2
+
+
+def test_ends_and_max_gap_rules():
+    t = np.array([0, 10, 20, 60, 70, 75], dtype=np.float64) * DAY
+    v = np.array([FILL, 100, FILL, FILL, 500, FILL], dtype=np.int16)[:, None]
+    filled, flag = gapfill_series(v, t)
+    assert filled[:, 0].tolist() == [100, 100, 167, 433, 500, 500]  # 100 + 400 * 10/60, 100 + 400 * 50/60
+    assert flag[:, 0].tolist() == [3, 1, 2, 2, 1, 3]
+    # gap 10 -> 70 is 60 days: stays missing with max_gap_days=30; ends are 10 and 5 days away
+    filled, flag = gapfill_series(v, t, max_gap_days=30)
+    assert filled[:, 0].tolist() == [100, 100, FILL, FILL, 500, 500]
+    assert flag[:, 0].tolist() == [3, 1, 0, 0, 1, 3]
+    filled, flag = gapfill_series(v, t, max_gap_days=7)  # the first date is 10 days from day 10
+    assert filled[:, 0].tolist() == [FILL, 100, FILL, FILL, 500, 500]
+    filled, flag = gapfill_series(v, t, max_gap_days=60)  # exactly 60: allowed
+    assert flag[:, 0].tolist() == [3, 1, 2, 2, 1, 3]
+    filled, flag = gapfill_series(v, t, fill_ends=False)
+    assert filled[:, 0].tolist() == [FILL, 100, 167, 433, 500, FILL]
+    assert flag[:, 0].tolist() == [0, 1, 2, 2, 1, 0]
+
+
+def test_negative_and_extreme_values_round_to_nearest():
+    t = np.array([0, 1, 3], dtype=np.float64) * DAY
+    v = np.array([[-1000, 32767], [FILL, FILL], [-999, -32767]], dtype=np.int16)
+    filled, _ = gapfill_series(v, t)
+    assert filled[1].tolist() == [int(np.rint(-1000 + 1 / 3)), int(np.rint(32767 - 65534 / 3))]
+
+
+def test_series_validates_input():
+    t = np.array([0.0, 1.0])
+    with pytest.raises(TypeError):
+        gapfill_series(np.zeros((2, 3), dtype=np.float64), t)
+    with pytest.raises(ValueError):
+        gapfill_series(np.zeros((2, 3), dtype=np.int16), np.array([1.0, 1.0]))
+    with pytest.raises(ValueError):
+        gapfill_series(np.zeros((2, 3), dtype=np.int16), np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError):
+        gapfill_series(np.zeros((2, 3), dtype=np.int16), t, max_gap_days=0)
+
+
+def test_no_float64_cube_in_memory():
+    """Peak temporary memory stays well below one float64 copy of the cube."""
+    rng = np.random.default_rng(3)
+    values, times = random_series(rng, 60, (256, 256))
+    tracemalloc.start()
+    try:
+        filled, flag = gapfill_series(values, times)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert filled.dtype == np.int16 and flag.dtype == np.uint8
+    assert peak < 0.75 * values.size * 8, f"peak {peak / 1e6:.1f} MB"
+
+
+# ----------------------------------------------------------------------------- the driver
+def make_grid(width, height, crs="EPSG:3035", x0=3426400.0, y0=2448400.0, r=40.0):
+    c = pyproj.CRS.from_user_input(crs)
+    return {
+        "crs": crs,
+        "epsg": c.to_epsg(),
+        "crs_wkt": c.to_wkt(),
+        "resolution": r,
+        "bounds": [x0, y0, x0 + r * width, y0 + r * height],
+        "width": width,
+        "height": height,
+        "transform": [r, 0.0, x0, 0.0, -r, y0 + r * height],
+    }
+
+
+def iso(d: dt.datetime) -> str:
+    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def make_masked_stores(root, grid, bands, n_dates=12, seed=0, all_cloud=3, clear=7):
+    """Synthetic masked stores; returns (paths in a shuffled order, cube dict by band in
+    time order, datetime strings in time order, attrs in time order)."""
+    rng = np.random.default_rng(seed)
+    h, w = grid["height"], grid["width"]
+    start = dt.datetime(2021, 11, 3, 11, 7, 29, 24000, tzinfo=dt.UTC)
+    days = np.cumsum(rng.integers(2, 31, n_dates))
+    whens = [start + dt.timedelta(days=int(d), seconds=int(rng.integers(-600, 600))) for d in days]
+    cubes = {b: rng.integers(-1000, 12000, (n_dates, h, w)).astype(np.int16) for b in bands}
+    clouds = rng.random((n_dates, h, w)) < 0.45
+    clouds[all_cloud] = True
+    clouds[clear] = False
+    clouds[:, 5:9, 250:262] = True  # never observed, across a chunk edge
+    clouds[:, 270:275, 10:14] = True
+    clouds[2, 270:275, 10:14] = False  # observed once
+    for b in bands:
+        cubes[b][clouds] = FILL
+    paths, strings, metas = [], [], []
+    for i, when in enumerate(whens):
+        date = when.date().isoformat()
+        items = [
+            {"id": f"S2B_MSIL2A_{date.replace('-', '')}_T30TXQ", "datetime": iso(when), "processing_baseline": "04.00"},
+            {"id": f"S2B_MSIL2A_{date.replace('-', '')}_T30TXR", "datetime": iso(when), "processing_baseline": "04.00"},
+        ]
+        attrs = {
+            "stage": "mask",
+            "aoi": "site_1",
+            "date": date,
+            "datetime": iso(when),
+            "items": items,
+            "valid_fraction": float(1 - clouds[i].mean()),
+            "grid": grid,
+            "bands": bands,
+            "offset": {"applied": True, "value": -1000, "since_baseline": "04.00"},
+        }
+        p = root / "masked" / f"{date}.zarr"
+        write_store(p, {b: cubes[b][i] for b in bands}, attrs, grid)
+        paths.append(p)
+        strings.append(iso(when))
+        metas.append(attrs)
+    order = rng.permutation(n_dates)
+    return [paths[i] for i in order], cubes, strings, metas
+
+
+def epoch_seconds(iso_string: str) -> int:
+    return int(np.datetime64(iso_string.rstrip("Z"), "us").astype("datetime64[s]").astype(np.int64))
+
+
+def reference_cube(cube, times):
+    """Per pixel np.interp (linear in real time, constant beyond the first and last
+    observations = fill_ends without max_gap_days); flags from the observation times."""
+    n_t = cube.shape[0]
+    flat = cube.reshape(n_t, -1)
+    ref = np.full(flat.shape, np.nan)
+    flag = np.zeros(flat.shape, dtype=np.uint8)
+    t = times.astype(np.float64)
+    for p in range(flat.shape[1]):
+        obs = flat[:, p] != FILL
+        if not obs.any():
+            continue
+        to = t[obs]
+        ref[:, p] = np.interp(t, to, flat[obs, p].astype(np.float64))
+        flag[:, p] = np.where(obs, 1, np.where((t > to[0]) & (t < to[-1]), 2, 3))
+    return ref.reshape(cube.shape), flag.reshape(cube.shape)
+
+
+def test_gapfill_driver_matches_reference(tmp_path):
+    bands = ["B03", "B04", "B08"]
+    grid = make_grid(280, 300)
+    paths, cubes, strings, metas = make_masked_stores(tmp_path, grid, bands)
+    out = tmp_path / "site_1" / "gapfilled.zarr"
+    attrs = gapfill(paths, out, bands)
+    times = np.array([epoch_seconds(s) for s in strings], dtype=np.int64)
+
+    g = open_store(out)
+    n_t = len(strings)
+    np.testing.assert_array_equal(g["time"][:], times)
+    f = g["flag"][:]
+    for b in bands:
+        a = g[b]
+        assert a.dtype == np.int16 and a.fill_value == FILL
+        assert a.shape == (n_t, 300, 280)
+        assert a.chunks == (n_t, CHUNK, CHUNK)  # all dates in one chunk: never chunked along time
+        ref, ref_flag = reference_cube(cubes[b], times)
+        assert_matches(a[:], f, ref, ref_flag)
+    assert g["flag"].dtype == np.uint8 and g["flag"].chunks == (n_t, CHUNK, CHUNK)
+    assert not (f[3] == 1).any()  # all-cloud date: nothing observed
+    assert (f[3] == 2).any()
+    clear = f[7].copy()
+    assert (clear[5:9, 250:262] == 0).all() and (clear[270:275, 10:14] == 3).all()
+    clear[5:9, 250:262] = clear[270:275, 10:14] = 1
+    assert (clear == 1).all()  # clear date: every other pixel observed
+    assert (f[:, 5:9, 250:262] == 0).all()  # never observed: stays missing
+    once = f[:, 270:275, 10:14]
+    assert (once[2] == 1).all() and (once[np.arange(n_t) != 2] == 3).all()
+    np.testing.assert_array_equal(g["x"][:], 3426400.0 + 40.0 * (np.arange(280) + 0.5))
+    np.testing.assert_array_equal(g["y"][:], 2448400.0 + 40.0 * 300 - 40.0 * (np.arange(300) + 0.5))
+
+    stored = read_attrs(out)
+    assert stored == attrs
+    assert stored["dates"] == [s[:10] for s in strings] == sorted(stored["dates"])
+    assert stored["datetimes"] == strings
+    assert stored["items"] == [[it["id"] for it in m["items"]] for m in metas]
+    assert stored["valid_fraction"] == [m["valid_fraction"] for m in metas]
+    assert stored["valid_fraction"][3] == 0.0 and stored["valid_fraction"][7] > 0.99
+    assert stored["grid"] == grid and stored["bands"] == bands
+    assert stored["gapfill"]["method"] == "linear"
+    assert stored["gapfill"]["fill_ends"] is True and stored["gapfill"]["max_gap_days"] is None
+    assert stored["offset"] == [m["offset"] for m in metas]
+
+
+def test_gapfill_driver_exact_where_not_a_tie(tmp_path):
+    """Same as above on a single band, checking exact equality away from .5 ties."""
+    grid = make_grid(270, 260)
+    paths, cubes, strings, _ = make_masked_stores(tmp_path, grid, ["B04"], n_dates=9, seed=4, all_cloud=0, clear=8)
+    out = tmp_path / "cube.zarr"
+    gapfill(paths, out, ["B04"], fill_ends=True, max_gap_days=40)
+    times = np.array([epoch_seconds(s) for s in strings], dtype=np.float64)
+    got = open_store(out)["B04"][:]
+    ref, ref_flag = reference_series(cubes["B04"][:, ::7, ::5], times, True, 40)
+    assert_matches(got[:, ::7, ::5], open_store(out)["flag"][:][:, ::7, ::5], ref, ref_flag)
+
+
+def test_gapfill_flag_combines_bands(tmp_path):
+    grid = make_grid(20, 10)
+    a = np.full((10, 20), 100, np.int16)
+    b = a.copy()
+    b[0, 0] = FILL  # one band missing at one pixel on the middle date
+    paths = []
+    for i, (day, arrs) in enumerate([(1, {"B03": a, "B04": a}), (5, {"B03": a, "B04": b}), (9, {"B03": a, "B04": a})]):
+        when = f"2022-03-0{day}T10:00:00Z"
+        attrs = {"date": when[:10], "datetime": when, "items": [{"id": f"i{i}"}], "valid_fraction": 1.0, "grid": grid}
+        p = tmp_path / f"{when[:10]}.zarr"
+        write_store(p, arrs, attrs, grid)
+        paths.append(p)
+    gapfill(paths, tmp_path / "out.zarr", ["B03", "B04"])
+    f = open_store(tmp_path / "out.zarr")["flag"][:]
+    assert f[1, 0, 0] == 2 and (f[1].ravel()[1:] == 1).all()
+
+
+def test_gapfill_errors(tmp_path):
+    with pytest.raises(UserError, match="no masked store"):
+        gapfill([], tmp_path / "out.zarr", ["B04"])
+    grid = make_grid(8, 8)
+    p = tmp_path / "2022-01-01.zarr"
+    attrs = {"date": "2022-01-01", "datetime": "2022-01-01T11:00:00Z", "items": [], "valid_fraction": 1.0, "grid": grid}
+    write_store(p, {"B04": np.ones((8, 8), np.int16)}, attrs, grid)
+    with pytest.raises(UserError, match="B08"):
+        gapfill([p], tmp_path / "out.zarr", ["B04", "B08"])
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_create_store_is_atomic(tmp_path):
+    grid = make_grid(8, 8)
+    out = tmp_path / "x.zarr"
+    with pytest.raises(RuntimeError):
+        with create_store(out, {"B04": "int16"}, {"a": 1}, grid, time=np.array([0, 1])) as g:
+            g["B04"][0] = 5
+            raise RuntimeError("interrupted")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with create_store(
+        out, {"B04": "int16", "flag": {"dtype": "uint8", "masked": False}}, {"a": 1}, grid, np.array([0, 1])
+    ) as g:
+        g["B04"][0, :4, :4] = 5
+    g = open_store(out)
+    assert g["B04"][0, 0, 0] == 5 and g["B04"][1, 0, 0] == FILL and g["B04"][0, 5, 5] == FILL
+    assert g["B04"].attrs["_FillValue"] == FILL and "_FillValue" not in g["flag"].attrs
+    assert dict(g.attrs) == {"a": 1}

@@ -1,0 +1,48 @@
+"""Mask stage: every SCL class in and out of mask.classes, no-data, integer storage,
+and the valid fraction inside the polygon."""
+
+import numpy as np
+import pytest
+from conftest import utm_grid
+
+from s2ts.mask import mask, mask_arrays
+from s2ts.zarr_io import FILL_INT16, read_arrays, write_store
+
+CLASSES = [0, 1, 3, 8, 9, 10]
+
+
+@pytest.mark.parametrize("scl_class", range(12))
+@pytest.mark.parametrize("classes", [CLASSES, [3, 8, 9], []])
+def test_each_scl_class(scl_class, classes):
+    bands = {"B08": np.array([[1234, -50, FILL_INT16]], np.int16)}
+    scl = np.full((1, 3), scl_class, np.uint8)
+    out, valid = mask_arrays(bands, scl, classes)
+    masked = scl_class in classes or scl_class == 0  # SCL 0 is no data, listed or not
+    expected = [FILL_INT16, FILL_INT16, FILL_INT16] if masked else [1234, -50, FILL_INT16]
+    np.testing.assert_array_equal(out["B08"], [expected])
+    np.testing.assert_array_equal(valid, [[not masked, not masked, False]])
+    assert out["B08"].dtype == np.int16  # never a float64 cube
+
+
+def test_mask_store_and_valid_fraction(tmp_path):
+    h, w = 20, 30
+    grid = utm_grid(32630, 600000.0, 4950000.0, w, h, 40)
+    rng = np.random.default_rng(0)
+    scl = rng.integers(0, 12, (h, w), dtype=np.uint8)
+    b = rng.integers(-500, 6000, (h, w)).astype(np.int16)
+    b[0, :5] = FILL_INT16  # no data in the band itself
+    attrs = {"stage": "offset_fix", "bands": ["B03", "B08"], "mask_band": "SCL", "grid": grid, "date": "2022-03-01"}
+    write_store(
+        tmp_path / "o.zarr", {"B03": b, "B08": b, "SCL": scl, "source": np.zeros((h, w), np.uint8)}, attrs, grid
+    )
+    inside = np.zeros((h, w), np.uint8)
+    inside[5:15, 10:25] = 1
+    np.save(tmp_path / "inside.npy", inside)
+    out_attrs = mask(tmp_path / "o.zarr", tmp_path / "inside.npy", tmp_path / "m.zarr", CLASSES)
+    out = read_arrays(tmp_path / "m.zarr")
+    assert set(out) == {"B03", "B08"}
+    good = ~np.isin(scl, CLASSES) & (b != FILL_INT16)
+    np.testing.assert_array_equal(out["B08"] != FILL_INT16, good)
+    np.testing.assert_array_equal(out["B08"][good], b[good])
+    assert out_attrs["valid_fraction"] == pytest.approx(good[5:15, 10:25].sum() / 150)
+    assert out_attrs["n_inside"] == 150

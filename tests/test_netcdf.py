@@ -1,0 +1,357 @@
+"""NetCDF stage: a CF-1.8 file that xarray decodes to reflectance, rioxarray
+georeferences, and the IOOS compliance checker accepts, with values checked against
+what the synthetic inputs were built to contain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import netCDF4
+import numpy as np
+import pyproj
+import pytest
+import xarray as xr
+import yaml
+
+from s2ts.errors import UserError
+from s2ts.gapfill import gapfill, gapfill_from_snakemake
+from s2ts.netcdf import netcdf, netcdf_from_snakemake
+from s2ts.zarr_io import write_store
+
+ROOT = Path(__file__).resolve().parent.parent
+FILL = -32768
+DAY = 86400
+BANDS = ["B03", "B04", "B08"]
+WIDTH, HEIGHT = 70, 45
+# acquisition times: irregular, fractional seconds (dropped in the cube: whole seconds)
+DATETIMES = [
+    "2021-12-30T11:07:29.024000Z",
+    "2022-01-04T11:07:31.500000Z",
+    "2022-01-26T11:07:29.024000Z",
+    "2022-03-02T11:06:59.000000Z",
+    "2022-03-12T11:07:10.999000Z",
+]
+
+
+def make_grid(crs: str, x0: float, y0: float, r: float = 40.0) -> dict:
+    c = pyproj.CRS.from_user_input(crs)
+    return {
+        "crs": crs,
+        "epsg": c.to_epsg(),
+        "crs_wkt": c.to_wkt(),
+        "resolution": r,
+        "bounds": [x0, y0, x0 + r * WIDTH, y0 + r * HEIGHT],
+        "width": WIDTH,
+        "height": HEIGHT,
+        "transform": [r, 0.0, x0, 0.0, -r, y0 + r * HEIGHT],
+    }
+
+
+GRID_3035 = make_grid("EPSG:3035", 3426440.0, 2448400.0)
+GRID_UTM = make_grid("EPSG:32630", 633720.0, 4934360.0, r=20.0)
+
+
+def seconds(iso: str) -> int:
+    return int(np.datetime64(iso.rstrip("Z"), "us").astype("datetime64[s]").astype(np.int64))
+
+
+def item_ids(i: int) -> list[str]:
+    day = DATETIMES[i][:10].replace("-", "")
+    return [f"S2A_MSIL2A_{day}T110431_R137_T30TXQ", f"S2A_MSIL2A_{day}T110431_R137_T30TYQ"]
+
+
+def build(tmp_path: Path, grid: dict):
+    """Masked stores with known content, gap-filled; returns (cube path, manifest path, truth)."""
+    rng = np.random.default_rng(42)
+    n_t = len(DATETIMES)
+    cubes = {b: rng.integers(-1000, 12000, (n_t, HEIGHT, WIDTH)).astype(np.int16) for b in BANDS}
+    for b in BANDS:
+        c = cubes[b]
+        c[:, 0, 0] = FILL  # observed once, on date 1: 1234 everywhere after filling
+        c[1, 0, 0] = 1234
+        c[:, 1, 1] = FILL  # never observed
+        c[1:4, 2, 2] = FILL  # 0 at date 0, 1000 at date 4: interpolated in between
+        c[0, 2, 2], c[4, 2, 2] = 0, 1000
+    valid = [0.97, 0.5, 0.25, 1.0, 0.125]
+    paths = []
+    for i, when in enumerate(DATETIMES):
+        attrs = {
+            "stage": "mask",
+            "aoi": "arguin",
+            "date": when[:10],
+            "datetime": when,
+            "items": [
+                {"id": iid, "datetime": when, "processing_baseline": "03.01" if i < 2 else "04.00"}
+                for iid in item_ids(i)
+            ],
+            "valid_fraction": valid[i],
+            "grid": grid,
+            "bands": BANDS,
+            "offset": {"applied": i >= 2, "value": -1000 if i >= 2 else 0},
+        }
+        p = tmp_path / "masked" / f"{when[:10]}.zarr"
+        write_store(p, {b: cubes[b][i] for b in BANDS}, attrs, grid)
+        paths.append(p)
+    cube = tmp_path / "arguin" / "gapfilled.zarr"
+    gapfill(paths[::-1], cube, BANDS)
+    manifest = tmp_path / "arguin" / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "aoi": "arguin",
+                "catalog": "https://planetarycomputer.microsoft.com/api/stac/v1",
+                "collection": "sentinel-2-l2a",
+                "counts": {"returned": 12, "matching": 10, "duplicates_removed": 0, "items": 10, "dates": 5},
+                "search": {"start": "2021-12-01", "end_exclusive": "2022-04-01", "max_cloud_cover": 20},
+                "dates": [d[:10] for d in DATETIMES],
+            }
+        )
+    )
+    return cube, manifest, {"cubes": cubes, "valid": valid}
+
+
+def the_config() -> dict:
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["bands"] = BANDS
+    return cfg
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail any attempt to open a network connection (the checker must run offline)."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
+
+
+@pytest.fixture(scope="module")
+def nc_3035(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("nc3035")
+    cube, manifest, truth = build(tmp, GRID_3035)
+    out = tmp / "arguin" / "arguin.nc"
+    config = the_config()
+    netcdf(cube, manifest, config, out)
+    return out, config, truth
+
+
+def test_xarray_decodes_reflectance(nc_3035):
+    out, _, truth = nc_3035
+    with xr.open_dataset(out) as ds:
+        for b in BANDS:
+            da = ds[b]
+            assert da.dims == ("time", "y", "x")
+            assert da.dtype == np.float32
+            np.testing.assert_allclose(da.values[:, 0, 0], 0.1234, atol=1e-6)  # DN 1234 -> 0.1234
+            assert np.isnan(da.values[:, 1, 1]).all()  # never observed -> fill -> NaN
+            t = np.array([seconds(s) for s in DATETIMES], dtype=np.float64)
+            expected = 1000 * (t[1:4] - t[0]) / (t[4] - t[0])  # linear in real time
+            np.testing.assert_allclose(da.values[1:4, 2, 2], np.rint(expected) / 10000, atol=1e-6)
+            # observed values: DN / 10000
+            dn = truth["cubes"][b]
+            obs = dn != FILL
+            np.testing.assert_allclose(da.values[obs], dn[obs] / 10000.0, atol=1e-6)
+            assert da.attrs["standard_name"] == "surface_bidirectional_reflectance"
+            assert da.attrs["units"] == "1"
+            assert da.attrs["grid_mapping"] == "spatial_ref"
+            assert da.encoding["dtype"] == np.int16
+            assert da.encoding["scale_factor"] == pytest.approx(1e-4)
+            assert da.encoding["add_offset"] == 0.0
+            assert da.encoding["_FillValue"] == FILL
+
+
+def test_coordinates_and_times(nc_3035):
+    out, _, _ = nc_3035
+    r = GRID_3035["resolution"]
+    x0, _, _, y1 = GRID_3035["bounds"]
+    with xr.open_dataset(out) as ds:
+        np.testing.assert_allclose(ds.x.values, [x0 + r / 2 + r * i for i in range(WIDTH)], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(ds.y.values, [y1 - r / 2 - r * j for j in range(HEIGHT)], rtol=0, atol=1e-6)
+        assert ds.x.attrs["standard_name"] == "projection_x_coordinate" and ds.x.attrs["units"] == "m"
+        assert ds.y.attrs["axis"] == "Y"
+        expected = np.array([np.datetime64(s.rstrip("Z"), "us").astype("datetime64[s]") for s in DATETIMES])
+        np.testing.assert_array_equal(ds.time.values.astype("datetime64[s]"), expected)
+        # lat/lon of pixel centres, independently from pyproj
+        tr = pyproj.Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
+        lon, lat = tr.transform(x0 + r / 2, y1 - r / 2)
+        assert ds.lon.values[0, 0] == pytest.approx(lon, abs=1e-9)
+        assert ds.lat.values[0, 0] == pytest.approx(lat, abs=1e-9)
+    with netCDF4.Dataset(out) as nc:
+        assert nc["time"].units == "seconds since 1970-01-01 00:00:00"
+        assert nc["time"].standard_name == "time" and nc["time"].axis == "T"
+        assert nc["time"].calendar
+
+
+def test_rioxarray_reports_the_crs_3035(nc_3035):
+    import rioxarray  # noqa: F401
+
+    out, _, _ = nc_3035
+    with xr.open_dataset(out) as ds:
+        assert ds.rio.crs is not None and ds.rio.crs.to_epsg() == 3035
+        assert ds["B04"].rio.crs.to_epsg() == 3035
+        assert pyproj.CRS(ds.rio.crs.to_wkt()) == pyproj.CRS("EPSG:3035")
+        assert tuple(ds["B04"].rio.transform())[:6] == pytest.approx(GRID_3035["transform"])
+    with netCDF4.Dataset(out) as nc:
+        gm = nc["spatial_ref"]
+        assert gm.epsg_code == "EPSG:3035"
+        assert gm.grid_mapping_name == "lambert_azimuthal_equal_area"
+        assert pyproj.CRS.from_wkt(gm.crs_wkt) == pyproj.CRS("EPSG:3035")
+        assert pyproj.CRS.from_wkt(gm.spatial_ref) == pyproj.CRS("EPSG:3035")
+
+
+def test_rioxarray_reports_the_crs_utm(tmp_path):
+    import rioxarray  # noqa: F401
+
+    cube, manifest, _ = build(tmp_path, GRID_UTM)
+    out = tmp_path / "utm.nc"
+    netcdf(cube, manifest, the_config(), out)
+    with xr.open_dataset(out) as ds:
+        assert ds.rio.crs.to_epsg() == 32630
+        assert pyproj.CRS(ds["B08"].rio.crs.to_wkt()) == pyproj.CRS("EPSG:32630")
+        np.testing.assert_allclose(ds.x.values[:2], [633730.0, 633750.0])
+    with netCDF4.Dataset(out) as nc:
+        assert nc["spatial_ref"].grid_mapping_name == "transverse_mercator"
+        assert nc["spatial_ref"].epsg_code == "EPSG:32630"
+
+
+def test_flag_valid_fraction_source_items(nc_3035):
+    out, _, truth = nc_3035
+    with xr.open_dataset(out) as ds:
+        f = ds.flag
+        assert f.dims == ("time", "y", "x") and f.dtype == np.uint8
+        assert list(f.attrs["flag_values"]) == [0, 1, 2, 3]
+        assert f.attrs["flag_meanings"] == "missing observed interpolated end_filled"
+        assert "scale_factor" not in f.encoding
+        assert f.values[:, 0, 0].tolist() == [3, 1, 3, 3, 3]
+        assert f.values[:, 1, 1].tolist() == [0, 0, 0, 0, 0]
+        assert f.values[:, 2, 2].tolist() == [1, 2, 2, 2, 1]
+        obs = truth["cubes"]["B04"] != FILL
+        assert (f.values[obs] == 1).all() and (f.values[~obs] != 1).all()
+        np.testing.assert_allclose(ds.valid_fraction.values, truth["valid"], atol=1e-7)
+        assert ds.valid_fraction.dtype == np.float32
+        assert list(ds.source_items.values) == [",".join(item_ids(i)) for i in range(len(DATETIMES))]
+        assert list(ds.processing_baseline.values)[0] == "03.01,03.01"
+        assert json.loads(str(ds.offset_correction.values[2])) == {"applied": True, "value": -1000}
+
+
+def test_compressed_and_chunked_for_time_series(nc_3035):
+    out, _, _ = nc_3035
+    with netCDF4.Dataset(out) as nc:
+        assert nc.data_model == "NETCDF4"
+        for name in [*BANDS, "flag"]:
+            v = nc[name]
+            assert v.dimensions == ("time", "y", "x")
+            assert v.chunking() == [len(DATETIMES), 32, 32]  # whole series in one chunk
+            filt = v.filters()
+            assert filt["zlib"] is True and filt["complevel"] == 4 and filt["shuffle"] is True
+        assert nc["B04"].dtype == np.int16
+
+
+def test_global_attributes(nc_3035):
+    out, config, _ = nc_3035
+    with netCDF4.Dataset(out) as nc:
+        a = {k: nc.getncattr(k) for k in nc.ncattrs()}
+    assert a["Conventions"] == "CF-1.8"
+    for key in ("title", "summary", "history", "institution", "references", "date_created"):
+        assert a[key].strip()
+    assert a["source"] == (
+        "Sentinel-2 L2A from https://planetarycomputer.microsoft.com/api/stac/v1 collection sentinel-2-l2a"
+    )
+    assert a["stac_catalog"] == "https://planetarycomputer.microsoft.com/api/stac/v1"
+    assert a["stac_collection"] == "sentinel-2-l2a"
+    assert a["aoi_id"] == "arguin"
+    assert json.loads(a["configuration"]) == config
+    versions = json.loads(a["software_versions"])
+    for key in ("s2ts", "numpy", "zarr", "netCDF4", "pyproj"):
+        assert versions[key]
+    assert versions["netCDF4"] == netCDF4.__version__
+    dt.datetime.fromisoformat(a["date_created"].replace("Z", "+00:00"))
+    assert a["history"].startswith(a["date_created"][:10])
+
+
+def test_no_token_or_query_string_written(tmp_path):
+    cube, manifest, _ = build(tmp_path, GRID_3035)
+    info = json.loads(manifest.read_text())
+    info["catalog"] = "https://planetarycomputer.microsoft.com/api/stac/v1?st=2024&sig=SECRETSIG"
+    manifest.write_text(json.dumps(info))
+    config = the_config()
+    config["stac"]["catalog"] = "https://example.org/stac?token=SECRETTOKEN#frag"
+    out = tmp_path / "t.nc"
+    netcdf(cube, manifest, config, out)
+    raw = out.read_bytes()
+    assert b"SECRET" not in raw and b"sig=" not in raw and b"token=" not in raw
+    with netCDF4.Dataset(out) as nc:
+        assert nc.stac_catalog == "https://planetarycomputer.microsoft.com/api/stac/v1"
+        assert json.loads(nc.configuration)["stac"]["catalog"] == "https://example.org/stac"
+
+
+def test_compliance_checker_cf_1_8_no_errors(nc_3035, tmp_path, no_network):
+    from compliance_checker.runner import CheckSuite, ComplianceChecker
+
+    out, _, _ = nc_3035
+    report = tmp_path / "cf.json"
+    CheckSuite.load_all_available_checkers()
+    passed, errors = ComplianceChecker.run_checker(
+        str(out), ["cf:1.8"], verbose=0, criteria="normal", output_filename=str(report), output_format="json"
+    )
+    result = json.loads(report.read_text())
+    (res,) = result.values()
+    failing = {level: [(c["name"], c["msgs"]) for c in res[level] if c["msgs"]] for level in ("high_priorities",)}
+    assert errors is False
+    assert passed is True, failing
+    assert res["high_count"] == 0, failing
+    assert not failing["high_priorities"]
+    assert res["scored_points"] == res["possible_points"]  # not even a warning
+    assert no_network == []  # offline: packaged standard-name table, no download
+
+
+def test_written_atomically(tmp_path, monkeypatch):
+    import s2ts.netcdf as ncmod
+
+    cube, manifest, _ = build(tmp_path, GRID_3035)
+    out = tmp_path / "out" / "a.nc"
+    config = the_config()
+    config["bands"] = ["B03", "B11"]  # not in the cube
+    with pytest.raises(UserError, match="B11"):
+        netcdf(cube, manifest, config, out)
+    assert not out.exists()
+
+    def interrupted(*args):
+        yield slice(0, 8), slice(0, 8)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ncmod, "_windows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        netcdf(cube, manifest, the_config(), out)
+    assert list(out.parent.iterdir()) == []  # neither the file nor a temporary left
+    monkeypatch.undo()
+    netcdf(cube, manifest, the_config(), out)
+    assert [p.name for p in out.parent.iterdir()] == ["a.nc"]
+
+
+def test_from_snakemake_wrappers(tmp_path):
+    cube, manifest, _ = build(tmp_path, GRID_3035)
+    masked = sorted(str(p) for p in (tmp_path / "masked").iterdir())
+    smk = SimpleNamespace(
+        input=SimpleNamespace(masked=masked),
+        output=SimpleNamespace(cube=str(tmp_path / "again.zarr")),
+        params=SimpleNamespace(bands=BANDS, fill_ends=True, max_gap_days=None),
+    )
+    gapfill_from_snakemake(smk)
+    smk = SimpleNamespace(
+        input=SimpleNamespace(cube=str(tmp_path / "again.zarr"), manifest_info=str(manifest)),
+        output=SimpleNamespace(nc=str(tmp_path / "again.nc")),
+        params=SimpleNamespace(config=the_config()),
+    )
+    netcdf_from_snakemake(smk)
+    with xr.open_dataset(tmp_path / "again.nc") as ds:
+        np.testing.assert_allclose(ds.B04.values[:, 0, 0], 0.1234, atol=1e-6)

@@ -1,0 +1,137 @@
+"""Offset fix on real item metadata (PB 02.12 and 05.1x) with small local COGs of
+known values: the switch is the item's baseline as a version, no-data stays
+no-data, a DN of 1000 at PB >= 04.00 stays a valid 0, SCL is never shifted, each
+pixel follows its own item's baseline, and the fix can never run twice."""
+
+import numpy as np
+import pytest
+from conftest import load_features, local_item, utm_grid, write_grid_json, write_items_file
+
+from s2ts.errors import UserError
+from s2ts.offset_fix import apply_offset, offset_fix
+from s2ts.tile import tile
+from s2ts.zarr_io import FILL_INT16, read_arrays, read_attrs
+
+N = 32
+BANDS = ["B03", "B04", "B08"]
+
+
+def known_dn():
+    """Row 0: no data; row 1: DN 1000 (reflectance 0 at PB >= 04.00); rest: 1000 + 37 * (i + j)."""
+    dn = 1000 + 37 * np.add.outer(np.arange(N), np.arange(N)).astype(np.uint16)
+    dn[0] = 0
+    dn[1] = 1000
+    return dn
+
+
+def scl():
+    s = np.full((N // 2, N // 2), 4, np.uint8)
+    s[0] = 0
+    return s
+
+
+def tile_of(tmp_path, items, epsg, x0, y1, name):
+    f = write_items_file(tmp_path / f"{name}.json", items)
+    g = write_grid_json(tmp_path / f"{name}-grid.json", utm_grid(epsg, x0, y1, N, N, 10))
+    tile(f, g, BANDS, "SCL", tmp_path / f"{name}.zarr")
+    return tmp_path / f"{name}.zarr"
+
+
+@pytest.fixture(scope="module")
+def items():
+    new = next(f for f in load_features("tile-13TDE-2024.json") if f["properties"]["s2:processing_baseline"] == "05.11")
+    old = load_features("tile-35MNM-2020.json")[0]
+    assert old["properties"]["s2:processing_baseline"] == "02.12"
+    return {"new": (new, 32613, 450000.0, 4420000.0), "old": (old, 32735, 500000.0, 9150000.0)}
+
+
+@pytest.mark.parametrize(
+    "which, date, baseline, shifted",
+    [
+        ("new", None, None, True),  # real PB 05.11 item, 2024
+        ("old", None, None, False),  # real PB 02.12 item, 2020
+        ("old", "2022-02-10T08:06:11Z", "03.01", False),  # after 2022-01-25 but PB 03.01: not shifted
+        ("new", "2021-06-01T17:46:29Z", "05.00", True),  # before 2022-01-25 but reprocessed PB 05.00: shifted
+        ("new", None, "04.00", True),  # the first baseline with the offset
+        ("new", None, "05.9", True),
+    ],
+)
+def test_switch_on_baseline_as_version(tmp_path, items, which, date, baseline, shifted):
+    base, epsg, x0, y1 = items[which]
+    dn = known_dn()
+    it = local_item(base, tmp_path / "cog", {b: dn for b in BANDS}, scl(), x0, y1, datetime=date, baseline=baseline)
+    t = tile_of(tmp_path, [it], epsg, x0, y1, "t")
+    out_attrs = offset_fix(t, tmp_path / "o.zarr", True, -1000, "04.00")
+    out = read_arrays(tmp_path / "o.zarr")
+    expected = dn.astype(np.int32) - (1000 if shifted else 0)
+    expected[dn == 0] = FILL_INT16
+    for b in BANDS:
+        assert out[b].dtype == np.int16
+        np.testing.assert_array_equal(out[b], expected)
+    assert (out["B08"][0] == FILL_INT16).all()  # DN 0 stays no data: never 64536, never -1000
+    assert (out["B08"][1] == (0 if shifted else 1000)).all()  # DN 1000 stays valid (reflectance 0)
+    np.testing.assert_array_equal(out["SCL"], read_arrays(t)["SCL"])  # SCL never shifted
+    assert out_attrs["offset_corrected"] is True
+    assert out_attrs["offset"]["per_item"][0]["shift"] == (-1000 if shifted else 0)
+
+
+def test_mixed_baselines_on_one_date_follow_each_pixels_item(tmp_path, items):
+    base, epsg, x0, y1 = items["new"]
+    dn = known_dn()
+    west = dn.copy()
+    west[:, N // 2 :] = 0
+    t = "2022-01-26T17:46:29.024Z"
+    a = local_item(
+        base, tmp_path / "cog", {b: west for b in BANDS}, scl(), x0, y1, item_id="A_0301", datetime=t, baseline="03.01"
+    )
+    b_ = local_item(
+        base,
+        tmp_path / "cog",
+        {b: dn + 1000 * (dn > 0) for b in BANDS},
+        scl(),
+        x0,
+        y1,
+        item_id="B_0400",
+        datetime=t,
+        baseline="04.00",
+    )
+    tl = tile_of(tmp_path, [a, b_], epsg, x0, y1, "mixed")
+    src = read_arrays(tl)["source"]
+    assert (src[0] == 255).all()  # row 0 is no data in both items
+    assert (src[1:, : N // 2] == 0).all() and (src[1:, N // 2 :] == 1).all()
+    offset_fix(tl, tmp_path / "o.zarr")
+    out = read_arrays(tmp_path / "o.zarr")["B04"]
+    expected = dn.astype(np.int32)
+    expected[dn == 0] = FILL_INT16
+    # both halves now hold the same reflectance although their items had different baselines
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_fix_is_never_applied_twice(tmp_path, items):
+    base, epsg, x0, y1 = items["new"]
+    it = local_item(base, tmp_path / "cog", {b: known_dn() for b in BANDS}, scl(), x0, y1)
+    t = tile_of(tmp_path, [it], epsg, x0, y1, "t")
+    offset_fix(t, tmp_path / "o.zarr")
+    assert read_attrs(tmp_path / "o.zarr")["offset_corrected"] is True
+    with pytest.raises(UserError, match="never applied twice"):
+        offset_fix(tmp_path / "o.zarr", tmp_path / "oo.zarr")
+    assert not (tmp_path / "oo.zarr").exists()
+
+
+def test_apply_false_and_provider_corrected_items_are_not_shifted():
+    dn = np.array([[0, 1000, 2500]], np.uint16)
+    src = np.zeros_like(dn, np.uint8)
+    out, _ = apply_offset(dn, src, [0])
+    np.testing.assert_array_equal(out, [[FILL_INT16, 1000, 2500]])
+    from s2ts.offset_fix import item_shift
+
+    assert item_shift({"processing_baseline": "05.00"}, False, -1000, "04.00") == 0
+    assert item_shift({"processing_baseline": "05.00", "boa_offset_applied": True}, True, -1000, "04.00") == 0
+    assert item_shift({"processing_baseline": "05.00"}, True, -1000, "04.00") == -1000
+
+
+def test_saturated_values_clip_not_wrap():
+    dn = np.array([[65535, 40000, 1]], np.uint16)
+    out, n = apply_offset(dn, np.zeros_like(dn, np.uint8), [-1000])
+    np.testing.assert_array_equal(out, [[32767, 32767, -999]])
+    assert n == 2

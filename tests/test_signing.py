@@ -1,0 +1,73 @@
+"""Planetary Computer signing, for real, against local stand-ins: the SAS token
+endpoint and blob storage (tests/blob_proxy_server.py, reached through GDAL's
+HTTP proxy setting). Tokens are fetched at read time, refreshed when they
+expire, and never written anywhere."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import blob_href, grep_tree, load_features, local_item, utm_grid, write_grid_json, write_items_file
+
+from s2ts.errors import UserError
+from s2ts.tile import tile
+from s2ts.zarr_io import read_arrays
+
+X0, Y1, N = 450000.0, 4420000.0, 32
+BANDS = ["B03", "B04", "B08"]
+
+
+@pytest.fixture
+def remote_item(tmp_path):
+    base = load_features("tile-13TDE-2024.json")[0]
+    root = tmp_path / "blobs"
+    rng = np.random.default_rng(0)
+    bands = {b: rng.integers(1, 9000, (N, N), dtype=np.uint16) for b in BANDS}
+    scl = np.full((N // 2, N // 2), 4, np.uint8)
+    it = local_item(base, root, bands, scl, X0, Y1)
+    for a in it["assets"].values():
+        a["href"] = blob_href(Path(a["href"]), root)
+    return it, bands, root
+
+
+def run(tmp_path, it, name, signing="planetary_computer"):
+    f = write_items_file(tmp_path / f"{name}.json", [it])
+    g = write_grid_json(tmp_path / "grid.json", utm_grid(32613, X0, Y1, N, N, 10))
+    tile(f, g, BANDS, "SCL", tmp_path / "out" / f"{name}.zarr", signing=signing)
+    return read_arrays(tmp_path / "out" / f"{name}.zarr")
+
+
+def test_signed_reads_through_token_endpoint_and_no_token_stored(tmp_path, remote_item, blob_proxy):
+    it, bands, root = remote_item
+    proxy = blob_proxy(root, ttl=61)  # < 60 s left after 1 s: the client must refresh
+    out = run(tmp_path, it, "2024-06-01")
+    for b in BANDS:
+        np.testing.assert_array_equal(out[b], bands[b])
+    tokens = proxy.events("token")
+    reads = proxy.events("read")
+    assert tokens and reads and not proxy.events("refused")
+    assert {r["sig"] for r in reads} <= {t["sig"] for t in tokens}  # every read carried an issued token
+    time.sleep(1.5)
+    run(tmp_path, it, "2024-06-02")
+    assert len(proxy.events("token")) > len(tokens)  # the expiring token was refreshed
+    assert not proxy.events("refused")
+    secrets = [t["sig"] for t in proxy.events("token")]
+    assert not grep_tree(tmp_path / "out", secrets + ["sig="])
+
+
+def test_unsigned_read_is_refused_with_one_message(tmp_path, remote_item, blob_proxy):
+    it, _, root = remote_item
+    proxy = blob_proxy(root)
+    with pytest.raises(UserError, match=r"reading pixels of S2B_MSIL2A_20241203T174629.* failed"):
+        run(tmp_path, it, "2024-06-01", signing="none")
+    assert proxy.events("refused")
+    assert not (tmp_path / "out" / "2024-06-01.zarr").exists()
+
+
+def test_transient_http_errors_are_retried_by_gdal(tmp_path, remote_item, blob_proxy):
+    it, bands, root = remote_item
+    proxy = blob_proxy(root, fail_first=2)  # every file answers 503 twice first
+    out = run(tmp_path, it, "2024-06-01")
+    np.testing.assert_array_equal(out["B08"], bands["B08"])
+    assert len(proxy.events("fault")) >= 2

@@ -1,0 +1,20 @@
+rule gapfill:
+    input:
+        masked=masked_tiles,
+    output:
+        cube=directory(f"{RESULTS}/{{aoi}}/gapfill.zarr"),
+    log:
+        f"{RESULTS}/logs/gapfill/{{aoi}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gapfill/{{aoi}}.tsv"
+    conda:
+        "../../envs/array.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        bands=config["bands"],
+        fill_ends=config["gapfill"]["fill_ends"],
+        max_gap_days=config["gapfill"]["max_gap_days"],
+    script:
+        "../../scripts/gapfill.py"

@@ -1,0 +1,19 @@
+rule netcdf:
+    input:
+        cube=f"{RESULTS}/{{aoi}}/gapfill.zarr",
+        manifest_info=f"{RESULTS}/{{aoi}}/manifest.json",
+    output:
+        nc=f"{RESULTS}/{{aoi}}/{{aoi}}_{NC_SUFFIX}.nc",
+    log:
+        f"{RESULTS}/logs/netcdf/{{aoi}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/netcdf/{{aoi}}.tsv"
+    conda:
+        "../../envs/netcdf.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    params:
+        config=config,
+    script:
+        "../../scripts/netcdf.py"
