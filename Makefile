@@ -22,12 +22,12 @@ $(STAMP): requirements.lock
 
 # The whole workflow on the embedded offline demo catalog (Banc d'Arguin, 2021-2022).
 demo: venv
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) --configfile config/demo.yaml
 	@$(BIN)/python -m s2ts.outputs config/demo.yaml
 
 # The multi-polygon demo (three Arcachon sites).
 demo-sites: venv
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml config/demo-sites.yaml
+	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) --configfile config/demo.yaml config/demo-sites.yaml
 	@$(BIN)/python -m s2ts.outputs config/demo.yaml config/demo-sites.yaml
 
 # Lint and format checks, then the test suite.
