@@ -47,6 +47,9 @@ def _subschema(schema: dict, path) -> dict:
 
 
 def _allowed(sub: dict) -> str:
+    if "oneOf" in sub:
+        alts = " or ".join(_allowed({k: v for k, v in alt.items()}) for alt in sub["oneOf"])
+        return f"{alts} ({sub['description']})" if sub.get("description") else alts
     if "enum" in sub:
         return "one of: " + ", ".join(map(str, sub["enum"]))
     bits = []

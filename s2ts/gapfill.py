@@ -300,8 +300,10 @@ def gapfill(
 
 
 def gapfill_from_snakemake(smk) -> None:
+    """Inputs are the AOI's batch folders of per-date masked stores."""
+    stores = sorted(s for folder in smk.input.masked for s in Path(folder).glob("*.zarr"))
     gapfill(
-        list(smk.input.masked),
+        stores,
         smk.output.cube,
         list(smk.params.bands),
         fill_ends=bool(smk.params.fill_ends),

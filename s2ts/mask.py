@@ -2,7 +2,10 @@
 
 Input: the offset-fixed store (int16, fill -32768). A pixel is kept in a band
 when its SCL class is not listed, SCL is not 0 (no data: always missing, listed
-or not) and the band itself has data. Storage stays int16 with the explicit
+or not) and the band itself has data. With ``mask.rule: any`` (the default, a
+conservative rule) a pixel is also masked when a listed class or no data occurs
+in any SCL cell its footprint covers (``SCL_any``, see s2ts.tile); ``nearest``
+uses the pixel's central SCL cell only. Storage stays int16 with the explicit
 fill -32768 (the original package's ``where()`` turned uint16 cubes into
 float64). ``valid_fraction``: pixels inside the polygon (pixel centre rule,
 ``inside.npy`` of the AOI stage) valid in every band, over pixels inside.
@@ -19,12 +22,18 @@ from s2ts.zarr_io import FILL_INT16, read_arrays, read_attrs, write_store
 log = logging.getLogger("mask")
 
 
-def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Return (masked int16 bands, per-pixel validity in every band)."""
+def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes, scl_any: np.ndarray | None = None):
+    """Return (masked int16 bands, per-pixel validity in every band).
+
+    With ``scl_any`` (the conservative rule), a pixel is also masked when any
+    class of ``classes`` or no data is present anywhere in its footprint."""
     lut = np.zeros(256, bool)
     lut[list(classes)] = True
     lut[0] = True
     bad = lut[scl]
+    if scl_any is not None:
+        bits = np.uint16(sum(1 << c for c in set(classes) | {0} if c < 16))
+        bad |= (scl_any & bits) != 0
     valid = ~bad
     out = {}
     for name, data in bands.items():
@@ -33,18 +42,19 @@ def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes) -> tuple
     return out, valid
 
 
-def mask(offset_path, inside_npy, out_path, classes) -> dict:
+def mask(offset_path, inside_npy, out_path, classes, rule: str = "any") -> dict:
     attrs = read_attrs(offset_path)
     bands, mask_band = attrs["bands"], attrs["mask_band"]
-    data = read_arrays(offset_path, bands + [mask_band])
-    masked, valid = mask_arrays({b: data[b] for b in bands}, data[mask_band], classes)
+    names = bands + [mask_band] + ([f"{mask_band}_any"] if rule == "any" else [])
+    data = read_arrays(offset_path, names)
+    masked, valid = mask_arrays({b: data[b] for b in bands}, data[mask_band], classes, data.get(f"{mask_band}_any"))
     inside = np.load(inside_npy).astype(bool)
     n_inside = int(inside.sum())
     n_valid = int((valid & inside).sum())
     out = dict(attrs)
     out.update(
         stage="mask",
-        mask={"band": mask_band, "classes": sorted(int(c) for c in classes)},
+        mask={"band": mask_band, "classes": sorted(int(c) for c in classes), "rule": rule},
         n_inside=n_inside,
         n_valid=n_valid,
         valid_fraction=n_valid / n_inside if n_inside else 0.0,
@@ -61,4 +71,10 @@ def mask(offset_path, inside_npy, out_path, classes) -> dict:
 
 
 def mask_from_snakemake(smk) -> None:
-    mask(smk.input.tile, smk.input.inside, smk.output.tile, smk.params.classes)
+    """One batch folder of per-date stores."""
+    from pathlib import Path
+
+    out = Path(smk.output.tiles)
+    out.mkdir(parents=True, exist_ok=True)
+    for store in sorted(Path(smk.input.tiles).glob("*.zarr")):
+        mask(store, smk.input.inside, out / store.name, smk.params.classes, smk.params.rule)

@@ -63,15 +63,16 @@ def offset_fix(tile_path, out_path, apply: bool = True, value: int = -1000, sinc
             f"offset_corrected={attrs.get('offset_corrected')}): the offset fix is never applied twice."
         )
     bands, mask_band = attrs["bands"], attrs["mask_band"]
-    data = read_arrays(tile_path, bands + [mask_band, "source"])
+    extra = [mask_band, f"{mask_band}_any", "source"]
+    data = read_arrays(tile_path, bands + extra)
     shifts = [item_shift(it, apply, value, since_baseline) for it in attrs["items"]]
     arrays = {}
     clipped = 0
     for b in bands:
         arrays[b], n = apply_offset(data[b], data["source"], shifts)
         clipped += n
-    arrays[mask_band] = data[mask_band]
-    arrays["source"] = data["source"]
+    for name in extra:
+        arrays[name] = data[name]
     out = dict(attrs)
     out.update(
         stage="offset_fix",
@@ -98,5 +99,11 @@ def offset_fix(tile_path, out_path, apply: bool = True, value: int = -1000, sinc
 
 
 def offset_fix_from_snakemake(smk) -> None:
+    """One batch folder of per-date stores."""
+    from pathlib import Path
+
     p = smk.params
-    offset_fix(smk.input.tile, smk.output.tile, p.apply, p.value, p.since_baseline)
+    out = Path(smk.output.tiles)
+    out.mkdir(parents=True, exist_ok=True)
+    for store in sorted(Path(smk.input.tiles).glob("*.zarr")):
+        offset_fix(store, out / store.name, p.apply, p.value, p.since_baseline)

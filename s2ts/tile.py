@@ -10,7 +10,12 @@ the target resolution allows (10 m band at 40 m -> the 4x overview).
   no-data 0.
 * Mask band (SCL): a separate read at full resolution with ``nearest`` only, no
   overviews (a provider's SCL overviews may have been built by averaging, which
-  invents classes), so every output class exists in the input.
+  invents classes), so every output class exists in the input. It is read on a
+  grid finer than the target (one sub-cell per native cell), giving ``SCL`` (the
+  pixel's central cell) and ``SCL_any`` (uint16 bitmask of every class present in
+  the pixel's footprint) for the conservative mask rule: a 40 m pixel whose
+  reflectance averages a cloudy 10 m corner is masked even if its central SCL
+  cell is clear.
 * Same-day items (overlapping MGRS tiles, split granules): each item is loaded
   on its own, then the date is mosaicked deterministically: per pixel, the first
   item, in id order, whose reflectance bands are all valid there. The ``source``
@@ -25,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -89,13 +95,45 @@ def _stac_cfg(collection: str, bands: list[str], mask_band: str) -> dict:
     return {collection or "*": {"assets": assets}, "*": {"assets": assets}}
 
 
+def mask_factor(items: list[dict], mask_band: str, resolution: float) -> int:
+    """Sub-cells per target pixel edge so that every covered mask-band cell is seen."""
+    native = min(abs(float(it["assets"][mask_band].get("proj:transform", [20.0])[0])) for it in items)
+    return max(1, math.ceil(resolution / native - 1e-9))
+
+
+def fine_grid(grid: dict, f: int) -> dict:
+    r = grid["resolution"] / f
+    a, b, c, d, e, g = grid["transform"]
+    return {
+        **grid,
+        "resolution": r,
+        "width": grid["width"] * f,
+        "height": grid["height"] * f,
+        "transform": [r, b, c, d, -r, g],
+    }
+
+
+def class_bits(fine: np.ndarray, f: int) -> np.ndarray:
+    """uint16 bitmask per target pixel: bit c set when class c is in any covered cell."""
+    n, h, w = fine.shape[0], fine.shape[1] // f, fine.shape[2] // f
+    bits = (np.uint16(1) << np.minimum(fine, 15).astype(np.uint16)).reshape(n, h, f, w, f)
+    return np.bitwise_or.reduce(np.bitwise_or.reduce(bits, axis=4), axis=2)
+
+
 def load_items(items: list[dict], grid: dict, bands: list[str], mask_band: str, threads: int = 1, patch_url=None):
-    """Per-item arrays on the grid: ``({band: (n_items, y, x)}, scl (n_items, y, x))``."""
+    """Per-item arrays on the grid: ``({band: (n, y, x)}, scl (n, y, x), scl_any (n, y, x))``.
+
+    The mask band is read once, with nearest, on a grid ``f`` times finer than the
+    target (``f`` = target / native resolution, rounded up), so each target pixel
+    sees every mask cell it covers: ``scl`` is its central sub-cell (nearest),
+    ``scl_any`` the bitmask of all classes present (for the conservative rule).
+    """
     import odc.stac
     import pystac
 
     odc.stac.configure_rio(cloud_defaults=False, **GDAL_OPTIONS)
     gbox = geobox_of(grid)
+    f = mask_factor(items, mask_band, grid["resolution"])
     stac_items = [pystac.Item.from_dict({**it, "links": []}) for it in items]
     cfg = _stac_cfg(items[0].get("collection"), bands, mask_band)
     common = dict(
@@ -109,7 +147,8 @@ def load_items(items: list[dict], grid: dict, bands: list[str], mask_band: str, 
     )
     try:
         refl = odc.stac.load(stac_items, bands=bands, resampling="average", **common)
-        scl = odc.stac.load(stac_items, bands=[mask_band], resampling="nearest", use_overviews=False, **common)
+        common_scl = dict(common, geobox=geobox_of(fine_grid(grid, f)))
+        scl = odc.stac.load(stac_items, bands=[mask_band], resampling="nearest", use_overviews=False, **common_scl)
     except Exception as exc:
         raise UserError(
             f"reading pixels of {', '.join(it['id'] for it in items)} failed: {_describe(exc)}. "
@@ -118,7 +157,8 @@ def load_items(items: list[dict], grid: dict, bands: list[str], mask_band: str, 
     for ds in (refl, scl):
         if ds.sizes["time"] != len(items):
             raise RuntimeError(f"odc-stac returned {ds.sizes['time']} slices for {len(items)} items")
-    return {b: refl[b].values for b in bands}, scl[mask_band].values
+    fine = scl[mask_band].values
+    return {b: refl[b].values for b in bands}, fine[:, f // 2 :: f, f // 2 :: f], class_bits(fine, f)
 
 
 def _describe(exc: Exception) -> str:
@@ -126,8 +166,11 @@ def _describe(exc: Exception) -> str:
     return im.strip_secrets(text)[:300]
 
 
-def mosaic(per_item: dict[str, np.ndarray], scl: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """First valid item per pixel (items already in priority order)."""
+def mosaic(per_item: dict[str, np.ndarray], scl: np.ndarray, scl_any: np.ndarray | None = None):
+    """First valid item per pixel (items already in priority order).
+
+    Returns ``(bands, scl, source)``, or ``(bands, scl, source, scl_any)`` when
+    ``scl_any`` is given."""
     bands = list(per_item)
     n = scl.shape[0]
     valid = np.ones(scl.shape, bool)
@@ -141,7 +184,10 @@ def mosaic(per_item: dict[str, np.ndarray], scl: np.ndarray) -> tuple[dict[str, 
     take = np.where(any_valid, first, 0)[None]
     out = {b: np.where(any_valid, np.take_along_axis(per_item[b], take, 0)[0], 0).astype(np.uint16) for b in bands}
     out_scl = np.where(any_valid, np.take_along_axis(scl, take, 0)[0], 0).astype(np.uint8)
-    return out, out_scl, source
+    if scl_any is None:
+        return out, out_scl, source
+    out_any = np.where(any_valid, np.take_along_axis(scl_any, take, 0)[0], 1).astype(np.uint16)
+    return out, out_scl, source, out_any
 
 
 def mean_datetime(items: list[dict]) -> str:
@@ -157,9 +203,10 @@ def tile(item_file, grid_json, bands: list[str], mask_band: str, out_path, signi
     grid = aoi["grid"]
     date = Path(item_file).stem
     log.info("date %s: reading %d item(s): %s", date, len(items), ", ".join(it["id"] for it in items))
-    per_item, scl = load_items(items, grid, bands, mask_band, threads, href_patcher(signing))
-    arrays, out_scl, source = mosaic(per_item, scl)
+    per_item, scl, scl_any = load_items(items, grid, bands, mask_band, threads, href_patcher(signing))
+    arrays, out_scl, source, out_any = mosaic(per_item, scl, scl_any)
     arrays[mask_band] = out_scl
+    arrays[f"{mask_band}_any"] = out_any
     arrays["source"] = source
     attrs = {
         "stage": "tile",
@@ -190,13 +237,20 @@ def tile(item_file, grid_json, bands: list[str], mask_band: str, out_path, signi
 
 
 def tile_from_snakemake(smk) -> None:
+    """One batch of dates: one store per date in the batch folder."""
     os.environ.setdefault("GDAL_NUM_THREADS", str(smk.threads))
-    tile(
-        smk.input.item_file,
-        smk.input.grid,
-        list(smk.params.bands),
-        smk.params.mask_band,
-        smk.output.tile,
-        signing=smk.params.signing,
-        threads=smk.threads,
-    )
+    out = Path(smk.output.tiles)
+    out.mkdir(parents=True, exist_ok=True)
+    files = list(smk.input.item_files)
+    for i, item_file in enumerate(files, 1):
+        date = Path(item_file).stem
+        tile(
+            item_file,
+            smk.input.grid,
+            list(smk.params.bands),
+            smk.params.mask_band,
+            out / f"{date}.zarr",
+            signing=smk.params.signing,
+            threads=smk.threads,
+        )
+        log.info("batch %s: %d of %d dates done", smk.wildcards.batch, i, len(files))

@@ -13,7 +13,8 @@ stage         bands         no-data / missing
 ============  ============  =======================================================
 tile          uint16 DN     0 (Sentinel-2 no-data); ``SCL`` uint8, 0 = no data;
                             ``source`` uint8: index of the item each pixel came
-                            from in ``attrs["items"]``, 255 = none
+                            from in ``attrs["items"]``, 255 = none; ``SCL_any``
+                            uint16, bit c set when class c is in the footprint
 offset_fix    int16         -32768 (a corrected DN can be <= 0: DN 1000 at PB 04.00
                             is reflectance 0, and must stay distinct from no-data)
 mask          int16         -32768

@@ -366,3 +366,48 @@ def grep_tree(root: Path, needles: list[str]) -> list[str]:
             if any(n.encode() in data for n in needles):
                 hits.append(str(p))
     return hits
+
+
+# ------------------------------------------------------------------ workflow runs
+def run_workflow(results: Path, *configfiles: Path | str, extra=(), overrides: dict | None = None, check=True):
+    """Run the workflow like `make demo` does, with results under ``results``."""
+    import yaml
+
+    results.mkdir(parents=True, exist_ok=True)
+    cfg = dict(overrides or {})
+    cfg.setdefault("results", str(results))
+    over = results / "override.yaml"
+    over.write_text(yaml.safe_dump(cfg))
+    cmd = [
+        str(VENV_BIN / "snakemake"),
+        "--workflow-profile", str(ROOT / "workflow" / "profiles" / "default"),
+        "--cores", "2",
+        "--configfile", *map(str, configfiles), str(over),
+        *extra,
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    )
+    (results / "snakemake.stderr").write_text(proc.stderr)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def jobs_run(stderr: str) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a Snakemake run started, from its log."""
+    import re
+
+    jobs = []
+    for m in re.finditer(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:    .*\n)*)", stderr, re.M):
+        wc = re.search(r"^    wildcards: (.*)$", m.group(2), re.M)
+        jobs.append((m.group(1), wc.group(1) if wc else ""))
+    return jobs
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """One full run of `make demo` (config/demo.yaml), results in a temp folder."""
+    results = tmp_path_factory.mktemp("demo") / "results"
+    run_workflow(results, ROOT / "config" / "demo.yaml")
+    return results

@@ -20,7 +20,7 @@ def with_change(path: str, value):
     node = cfg
     keys = path.split(".")
     for k in keys[:-1]:
-        node = node[k]
+        node = node.setdefault(k, {})
     if value is DELETE:
         del node[keys[-1]]
     else:
@@ -65,6 +65,12 @@ def test_default_config_is_the_tutorial_study():
         ("offset.since_baseline", "4.0", r"'offset.since_baseline' = '4.0' .* matching"),
         ("gapfill.method", "cubic", r"'gapfill.method' = 'cubic' .* one of: linear"),
         ("aoi.path", DELETE, r"missing config key 'path' under 'aoi'"),
+        (
+            "tiles.batch",
+            "week",
+            r"'tiles.batch' = 'week' is not allowed: it must be one of: date, month, year or a integer >= 1",
+        ),
+        ("tiles.batch", 0, r"'tiles.batch' = 0 is not allowed"),
     ],
 )
 def test_bad_values_are_named_with_what_is_allowed(path, value, message):

@@ -24,6 +24,16 @@ def test_each_scl_class(scl_class, classes):
     assert out["B08"].dtype == np.int16  # never a float64 cube
 
 
+def test_conservative_rule_masks_any_listed_class_in_the_footprint():
+    bands = {"B08": np.array([[100, 200, 300]], np.int16)}
+    scl = np.array([[4, 4, 4]], np.uint8)  # central cells all clear vegetation
+    scl_any = np.array([[1 << 4, (1 << 4) | (1 << 8), (1 << 4) | (1 << 6)]], np.uint16)  # + medium cloud, + water
+    out, valid = mask_arrays(bands, scl, CLASSES, scl_any)
+    np.testing.assert_array_equal(out["B08"], [[100, FILL_INT16, 300]])
+    out, _ = mask_arrays(bands, scl, CLASSES)  # nearest: the corner cloud leaks
+    np.testing.assert_array_equal(out["B08"], [[100, 200, 300]])
+
+
 def test_mask_store_and_valid_fraction(tmp_path):
     h, w = 20, 30
     grid = utm_grid(32630, 600000.0, 4950000.0, w, h, 40)
@@ -32,16 +42,23 @@ def test_mask_store_and_valid_fraction(tmp_path):
     b = rng.integers(-500, 6000, (h, w)).astype(np.int16)
     b[0, :5] = FILL_INT16  # no data in the band itself
     attrs = {"stage": "offset_fix", "bands": ["B03", "B08"], "mask_band": "SCL", "grid": grid, "date": "2022-03-01"}
-    write_store(
-        tmp_path / "o.zarr", {"B03": b, "B08": b, "SCL": scl, "source": np.zeros((h, w), np.uint8)}, attrs, grid
-    )
+    scl_any = (np.uint16(1) << scl.astype(np.uint16)).astype(np.uint16)
+    scl[2, 2] = 4  # a clear central cell ...
+    scl_any[2, 2] = (1 << 4) | (1 << 9)  # ... with a cloud in a corner of the pixel
+    arrays = {"B03": b, "B08": b, "SCL": scl, "SCL_any": scl_any, "source": np.zeros((h, w), np.uint8)}
+    write_store(tmp_path / "o.zarr", arrays, attrs, grid)
     inside = np.zeros((h, w), np.uint8)
     inside[5:15, 10:25] = 1
     np.save(tmp_path / "inside.npy", inside)
-    out_attrs = mask(tmp_path / "o.zarr", tmp_path / "inside.npy", tmp_path / "m.zarr", CLASSES)
+    nearest = mask(tmp_path / "o.zarr", tmp_path / "inside.npy", tmp_path / "n.zarr", CLASSES, "nearest")
+    out_attrs = mask(tmp_path / "o.zarr", tmp_path / "inside.npy", tmp_path / "m.zarr", CLASSES, "any")
     out = read_arrays(tmp_path / "m.zarr")
     assert set(out) == {"B03", "B08"}
-    good = ~np.isin(scl, CLASSES) & (b != FILL_INT16)
+    good_nearest = ~np.isin(scl, CLASSES) & (b != FILL_INT16)
+    np.testing.assert_array_equal(read_arrays(tmp_path / "n.zarr")["B08"] != FILL_INT16, good_nearest)
+    assert nearest["mask"]["rule"] == "nearest"
+    good = good_nearest.copy()
+    good[2, 2] = False  # the conservative rule catches the corner cloud
     np.testing.assert_array_equal(out["B08"] != FILL_INT16, good)
     np.testing.assert_array_equal(out["B08"][good], b[good])
     assert out_attrs["valid_fraction"] == pytest.approx(good[5:15, 10:25].sum() / 150)

@@ -60,6 +60,21 @@ def test_20m_grid_averages_reflectance_and_keeps_scl_classes(tmp_path, base):
     np.testing.assert_array_equal(out["SCL"], scl)
 
 
+def test_scl_any_holds_every_class_of_the_footprint(tmp_path, base):
+    scl = all_classes_scl(5)
+    it = local_item(base, tmp_path / "cog", ramp(5), scl, X0, Y1)
+    _, out = run_tile(tmp_path, [it], utm_grid(32613, X0, Y1, N // 4, N // 4, 40))
+    # independent: OR of the bits of the 2 x 2 SCL cells (20 m) under each 40 m pixel
+    blocks = scl.reshape(N // 4, 2, N // 4, 2)
+    expected = np.zeros((N // 4, N // 4), np.uint16)
+    for i in range(2):
+        for j in range(2):
+            expected |= (1 << blocks[:, i, :, j].astype(np.uint16)).astype(np.uint16)
+    np.testing.assert_array_equal(out["SCL_any"], expected)
+    # and SCL itself is one of the covered cells
+    assert all((1 << int(c)) & int(e) for c, e in zip(out["SCL"].ravel(), expected.ravel()))
+
+
 def test_offgrid_target_scl_classes_come_from_input(tmp_path, base):
     """A grid shifted by a fraction of a pixel and at 30 m: nearest only, no invented class."""
     scl = np.zeros((N // 2, N // 2), np.uint8)

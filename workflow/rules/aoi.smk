@@ -9,6 +9,7 @@ rule aoi_grid:
     resources:
         mem_mb=500,
     params:
+        code=code_digest("aoi_grid"),
         geojson=aoi_geojson,
         crs=config["grid"]["crs"],
         resolution=config["grid"]["resolution"],

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from s2ts.aoi_grid import check_resolution, read_aois
+from s2ts.batches import BATCH_RE, group_dates
 from s2ts.config import check_config
 from s2ts.errors import UserError
 from s2ts.tile import signing_mode
@@ -31,11 +32,23 @@ DEMO = config["stac"]["catalog"] == "demo"
 CATALOG = str(Path(config["demo"]["path"]) / "catalog.json") if DEMO else config["stac"]["catalog"]
 SIGNING = signing_mode(config["stac"]["signing"], CATALOG)
 NC_SUFFIX = f"{config['dates']['start']}_{config['dates']['end']}"
+BATCH = config["tiles"]["batch"]
 
 
 wildcard_constraints:
     aoi=r"[A-Za-z0-9_-]+",
     date=r"\d{4}-\d{2}-\d{2}",
+    batch=BATCH_RE,
+
+
+def code_digest(stage):
+    """Hash of a stage's script and module: a params value, so changing the code of
+    a stage reruns that stage and what depends on it (Snakemake's own `code`
+    trigger sees only the rule's inline code)."""
+    h = hashlib.sha1()
+    for part in (f"scripts/{stage}.py", f"s2ts/{stage}.py"):
+        h.update(Path(workflow.basedir, part).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def aoi_geojson(wildcards):
@@ -58,14 +71,29 @@ def manifest_dates(aoi):
         return json.load(f)["dates"]
 
 
+def batches(aoi):
+    """{batch: [dates]} of one AOI (tiles.batch: date, month, year or N dates)."""
+    return group_dates(manifest_dates(aoi), BATCH)
+
+
+def batch_item_files(wildcards):
+    """The item files of a batch's dates. ancient: a rerun of the manifest rewrites
+    every item file; a batch is redone only when its items change (items_digest)."""
+    dates = batches(wildcards.aoi)[wildcards.batch]
+    return [ancient(f"{RESULTS}/{wildcards.aoi}/items/{d}.json") for d in dates]
+
+
 def items_digest(wildcards):
-    """Content hash of one date's item file: reruns a tile when its items change."""
-    path = Path(f"{RESULTS}/{wildcards.aoi}/items/{wildcards.date}.json")
-    return hashlib.sha1(path.read_bytes()).hexdigest() if path.exists() else ""
+    """Content hash of a batch's item files: reruns its tiles when its items change."""
+    h = hashlib.sha1()
+    for d in batches(wildcards.aoi).get(wildcards.batch, []):
+        path = Path(f"{RESULTS}/{wildcards.aoi}/items/{d}.json")
+        h.update(path.read_bytes() if path.exists() else b"")
+    return h.hexdigest()
 
 
-def masked_tiles(wildcards):
-    return [f"{RESULTS}/{wildcards.aoi}/mask/{d}.zarr" for d in manifest_dates(wildcards.aoi)]
+def masked_batches(wildcards):
+    return [f"{RESULTS}/{wildcards.aoi}/mask/{b}" for b in batches(wildcards.aoi)]
 
 
 def final_outputs(wildcards):

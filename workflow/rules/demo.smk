@@ -11,6 +11,7 @@ rule demo_catalog:
     resources:
         mem_mb=2000,
     params:
+        code=code_digest("demo_catalog"),
         start=config.get("demo", {}).get("start"),
         end=config.get("demo", {}).get("end"),
         seed=config.get("demo", {}).get("seed"),

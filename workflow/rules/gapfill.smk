@@ -1,6 +1,6 @@
 rule gapfill:
     input:
-        masked=masked_tiles,
+        masked=masked_batches,
     output:
         cube=directory(f"{RESULTS}/{{aoi}}/gapfill.zarr"),
     log:
@@ -13,6 +13,7 @@ rule gapfill:
     resources:
         mem_mb=2000,
     params:
+        code=code_digest("gapfill"),
         bands=config["bands"],
         fill_ends=config["gapfill"]["fill_ends"],
         max_gap_days=config["gapfill"]["max_gap_days"],

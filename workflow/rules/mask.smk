@@ -1,19 +1,21 @@
 rule mask:
     input:
-        tile=f"{RESULTS}/{{aoi}}/offset_fix/{{date}}.zarr",
+        tiles=f"{RESULTS}/{{aoi}}/offset_fix/{{batch}}",
         inside=f"{RESULTS}/{{aoi}}/aoi/inside.npy",
     output:
-        tile=directory(f"{RESULTS}/{{aoi}}/mask/{{date}}.zarr"),
+        tiles=directory(f"{RESULTS}/{{aoi}}/mask/{{batch}}"),
     log:
-        f"{RESULTS}/logs/mask/{{aoi}}/{{date}}.log",
+        f"{RESULTS}/logs/mask/{{aoi}}/{{batch}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/mask/{{aoi}}/{{date}}.tsv"
+        f"{RESULTS}/benchmarks/mask/{{aoi}}/{{batch}}.tsv"
     conda:
         "../../envs/array.yaml"
     threads: 1
     resources:
         mem_mb=500,
     params:
+        code=code_digest("mask"),
         classes=config["mask"]["classes"],
+        rule=config["mask"]["rule"],
     script:
         "../../scripts/mask.py"

@@ -14,6 +14,7 @@ rule netcdf:
     resources:
         mem_mb=2000,
     params:
+        code=code_digest("netcdf"),
         config=config,
     script:
         "../../scripts/netcdf.py"

@@ -14,6 +14,7 @@ checkpoint stac_manifest:
     resources:
         mem_mb=1000,
     params:
+        code=code_digest("stac_manifest"),
         catalog=CATALOG,
         collection=config["stac"]["collection"],
         start=config["dates"]["start"],

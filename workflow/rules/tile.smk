@@ -1,21 +1,20 @@
 rule tile:
     input:
-        # ancient: a rerun of the manifest rewrites every item file; a date's tile is
-        # redone only when its own items change (params.items_digest), not on mtime.
-        item_file=ancient(f"{RESULTS}/{{aoi}}/items/{{date}}.json"),
+        item_files=batch_item_files,
         grid=f"{RESULTS}/{{aoi}}/aoi/grid.json",
     output:
-        tile=directory(f"{RESULTS}/{{aoi}}/tile/{{date}}.zarr"),
+        tiles=directory(f"{RESULTS}/{{aoi}}/tile/{{batch}}"),
     log:
-        f"{RESULTS}/logs/tile/{{aoi}}/{{date}}.log",
+        f"{RESULTS}/logs/tile/{{aoi}}/{{batch}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/tile/{{aoi}}/{{date}}.tsv"
+        f"{RESULTS}/benchmarks/tile/{{aoi}}/{{batch}}.tsv"
     conda:
         "../../envs/geo.yaml"
     threads: 1
     resources:
         mem_mb=1000,
     params:
+        code=code_digest("tile"),
         bands=config["bands"],
         mask_band=config["mask"]["band"],
         signing=SIGNING,

@@ -1,0 +1,94 @@
+"""kill -9 of the Snakemake process, and of a single job, in the middle of a demo
+run: the next run with the default profile's settings (rerun-incomplete)
+completes, keeps every per-date tile that was complete, and gives the same
+NetCDF as an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import VENV_BIN
+from test_reruns import config, make_workdir, run
+
+VARS = ["B03", "B04", "B08", "flag", "valid_fraction"]
+
+
+def same_netcdf(a, b):
+    da, db = xr.open_dataset(a), xr.open_dataset(b)
+    for v in VARS + ["x", "y", "time"]:
+        np.testing.assert_array_equal(da[v].values, db[v].values)
+
+
+def start(wd, cfg):
+    import yaml
+
+    (wd / "run.yaml").write_text(yaml.safe_dump(cfg))
+    cmd = [
+        str(VENV_BIN / "snakemake"), "--workflow-profile", str(wd / "workflow" / "profiles" / "default"),
+        "--cores", "2", "--configfile", str(wd / "run.yaml"), "--directory", str(wd), "-s", str(wd / "Snakefile"),
+    ]  # fmt: skip
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+
+
+def wait_for(pred, timeout=300):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(0.2)
+    raise TimeoutError
+
+
+def complete_tiles(wd):
+    tiles = (wd / "results").glob("*/tile/*/*.zarr")
+    return {p: max(f.stat().st_mtime_ns for f in p.rglob("*")) for p in tiles if (p / "zarr.json").exists()}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    wd = make_workdir(tmp_path_factory.mktemp("ref") / "wd")
+    run(wd, config(wd))
+    return wd
+
+
+@pytest.mark.parametrize("when", [3, 12])
+def test_kill_snakemake_then_resume(tmp_path, reference, when):
+    wd = make_workdir(tmp_path / "wd")
+    proc = start(wd, config(wd))
+    wait_for(lambda: len(complete_tiles(wd)) >= when)
+    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its running jobs
+    proc.wait()
+    done = complete_tiles(wd)
+    assert done
+    _, jobs = run(wd, config(wd))  # the next run, as the README recommends
+    after = complete_tiles(wd)
+    assert all(after[p] == m for p, m in done.items())  # completed tiles kept, not rewritten
+    assert ("tile", "") not in jobs
+    for aoi in ("banc_arguin", "cap_ferret", "dune_du_pilat"):
+        nc = f"{aoi}/{aoi}_2022-01-20_2022-02-15.nc"
+        same_netcdf(wd / "results" / nc, reference / "results" / nc)
+    assert not list((wd / "results").rglob(".*.tmp-*"))  # no temporary leftovers
+
+
+def test_kill_one_job_then_resume(tmp_path, reference):
+    wd = make_workdir(tmp_path / "wd")
+    proc = start(wd, config(wd))
+
+    def a_tile_job():
+        out = subprocess.run(["pgrep", "-f", f"{wd}/.snakemake/scripts/.*tile.py"], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    wait_for(lambda: len(complete_tiles(wd)) >= 2 and a_tile_job())
+    for pid in a_tile_job():
+        os.kill(pid, signal.SIGKILL)
+    proc.wait(600)
+    assert proc.returncode != 0  # the killed job failed the run
+    _, jobs = run(wd, config(wd))
+    for aoi in ("banc_arguin", "cap_ferret", "dune_du_pilat"):
+        nc = f"{aoi}/{aoi}_2022-01-20_2022-02-15.nc"
+        same_netcdf(wd / "results" / nc, reference / "results" / nc)

@@ -1,0 +1,201 @@
+"""Reruns redo exactly what changed (issue: monitoring-grade workflow).
+
+A small base run (three Arcachon sites, one month of the demo catalog) is made
+once in its own working directory with its own copy of the workflow code; each
+scenario copies it (outputs, Snakemake's metadata and mtimes preserved), changes
+one thing, reruns, and checks which jobs ran and that untouched outputs were not
+rewritten."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from conftest import ROOT, jobs_run, run_workflow
+
+CODE = ["Snakefile", "config.yaml", "workflow", "scripts", "s2ts", "envs"]
+START, END, LATER = "2022-01-20", "2022-02-15", "2022-03-05"
+
+
+def make_workdir(dest):
+    dest.mkdir(parents=True)
+    for name in CODE:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    shutil.copy2(ROOT / "resources" / "arcachon_sites.geojson", dest / "sites.geojson")
+    return dest
+
+
+def config(workdir, **changes):
+    cfg = {
+        "aoi": {"path": str(workdir / "sites.geojson"), "id_field": "id"},
+        "stac": {"catalog": "demo"},
+        "dates": {"start": START, "end": END},
+        "demo": {
+            "path": str(ROOT / "resources" / "demo-catalog"),
+            "start": "2021-01-01",
+            "end": "2023-01-01",
+            "seed": 0,
+        },
+        "results": "results",
+    }
+    for key, value in changes.items():
+        node = cfg
+        *path, last = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return cfg
+
+
+def run(workdir, cfg, check=True):
+    path = workdir / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = run_workflow(
+        workdir / "results", path, extra=["--directory", str(workdir), "-s", str(workdir / "Snakefile")], check=check
+    )
+    return proc, jobs_run(proc.stderr)
+
+
+def snapshot(workdir):
+    """mtime of every output file (Zarr stores: every file inside)."""
+    res = workdir / "results"
+    return {
+        str(p.relative_to(res)): p.stat().st_mtime_ns
+        for p in res.rglob("*")
+        if p.is_file()
+        and "logs" not in p.parts
+        and "benchmarks" not in p.parts
+        and p.suffix not in (".yaml", ".stderr")
+    }
+
+
+def rules_of(jobs):
+    return {r for r, _ in jobs}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    wd = make_workdir(tmp_path_factory.mktemp("rerun") / "base")
+    run(wd, config(wd))
+    return wd
+
+
+@pytest.fixture
+def scenario(base, tmp_path):
+    def copy():
+        wd = tmp_path / "wd"
+        subprocess.run(["cp", "-a", str(base), str(wd)], check=True)
+        # the copy's absolute paths: point the config at its own polygons
+        return wd
+
+    return copy
+
+
+def dates_of(wd, aoi):
+    return json.loads((wd / "results" / aoi / "manifest.json").read_text())["dates"]
+
+
+def test_nothing_changed_no_job(scenario):
+    wd = scenario()
+    before = snapshot(wd)
+    proc, jobs = run(wd, config(wd))
+    assert jobs == [] and "Nothing to be done" in proc.stderr
+    assert snapshot(wd) == before
+
+
+def test_new_acquisitions_only_new_dates(scenario):
+    wd = scenario()
+    old = {a: dates_of(wd, a) for a in ("banc_arguin", "cap_ferret", "dune_du_pilat")}
+    before = snapshot(wd)
+    _, jobs = run(wd, config(wd, **{"dates.end": LATER}))
+    new = {a: sorted(set(dates_of(wd, a)) - set(old[a])) for a in old}
+    assert all(new.values())
+    per_date = {(r, w) for r, w in jobs if r in ("tile", "offset_fix", "mask")}
+    expected = {(r, f"aoi={a}, batch={d}") for a in new for d in new[a] for r in ("tile", "offset_fix", "mask")}
+    assert per_date == expected
+    assert rules_of(jobs) - {"tile", "offset_fix", "mask"} == {"stac_manifest", "gapfill", "netcdf", "all"}
+    after = snapshot(wd)
+    old_tiles = [
+        k for k in before if "/tile/" in k or "/offset_fix/" in k or "/mask/" in k
+    ]  # default: a batch per date
+    assert old_tiles and all(after[k] == before[k] for k in old_tiles)  # existing per-date stores untouched
+
+
+@pytest.mark.parametrize(
+    "change, rerun, untouched",
+    [
+        ({"mask.classes": [0, 1, 3, 8, 9]}, {"mask", "gapfill", "netcdf", "all"}, ("/tile/", "/offset_fix/")),
+        ({"offset.value": -999}, {"offset_fix", "mask", "gapfill", "netcdf", "all"}, ("/tile/",)),
+    ],
+    ids=["mask-classes", "offset"],
+)
+def test_parameter_changes_rerun_that_stage_and_downstream(scenario, change, rerun, untouched):
+    wd = scenario()
+    before = snapshot(wd)
+    _, jobs = run(wd, config(wd, **change))
+    assert rules_of(jobs) == rerun
+    after = snapshot(wd)
+    keep = [k for k in before if any(u in k for u in untouched)]
+    assert keep and all(after[k] == before[k] for k in keep)
+
+
+def edit_sites(wd, fn):
+    path = wd / "sites.geojson"
+    fc = json.loads(path.read_text())
+    fn(fc)
+    path.write_text(json.dumps(fc))
+
+
+def test_one_polygon_changed_only_that_aoi(scenario):
+    wd = scenario()
+    before = snapshot(wd)
+
+    def move(fc):
+        ring = fc["features"][2]["geometry"]["coordinates"][0]
+        ring[1][0] += 0.002  # dune_du_pilat: one vertex moved ~160 m east
+        ring[2][0] += 0.002
+
+    edit_sites(wd, move)
+    _, jobs = run(wd, config(wd))
+    assert jobs and {w.split(",")[0] for r, w in jobs if w} == {"aoi=dune_du_pilat"}
+    after = snapshot(wd)
+    assert all(after[k] == before[k] for k in before if not k.startswith("dune_du_pilat/"))
+
+
+def test_polygon_added_only_new_aoi(scenario):
+    wd = scenario()
+    before = snapshot(wd)
+
+    def add(fc):
+        f = json.loads(json.dumps(fc["features"][2]))
+        f["properties"]["id"] = "pilat_south"
+        for p in f["geometry"]["coordinates"][0]:
+            p[1] -= 0.01
+        fc["features"].append(f)
+
+    edit_sites(wd, add)
+    _, jobs = run(wd, config(wd))
+    assert {w.split(",")[0] for r, w in jobs if w} == {"aoi=pilat_south"}
+    after = snapshot(wd)
+    assert all(after[k] == before[k] for k in before)
+
+
+def test_grid_change_reruns_everything(scenario):
+    wd = scenario()
+    n_dates = sum(len(dates_of(wd, a)) for a in ("banc_arguin", "cap_ferret", "dune_du_pilat"))
+    _, jobs = run(wd, config(wd, **{"grid.resolution": 60}))
+    assert sum(r == "tile" for r, _ in jobs) == n_dates
+    assert sum(r == "aoi_grid" for r, _ in jobs) == 3
+
+
+def test_stage_code_change_reruns_that_stage_and_downstream(scenario):
+    wd = scenario()
+    before = snapshot(wd)
+    with open(wd / "s2ts" / "mask.py", "a") as f:
+        f.write("\n# a change in the mask stage's code\n")
+    _, jobs = run(wd, config(wd))
+    assert rules_of(jobs) == {"mask", "gapfill", "netcdf", "all"}
+    after = snapshot(wd)
+    assert all(after[k] == before[k] for k in before if "/tile/" in k or "/offset_fix/" in k)
