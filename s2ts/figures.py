@@ -4,7 +4,7 @@ Per AOI, from the workflow's own products (never recomputed from the catalog):
 
 ``false_colour.png``
     B08/B04/B03 (NIR/red/green as R/G/B) composites of ``figures.n_dates`` dates
-    evenly spaced over the series: the raw tiles (``tile/<date>.zarr``, uint16 DN
+    evenly spaced over the series: the raw tiles (``tile/<batch>/<date>.zarr``, uint16 DN
     as delivered, baseline offset included, no-data 0) in the top row, the final
     gap-filled NetCDF in the bottom row. Robust stretch (the tutorial's
     ``robust=True``): per band, the 2nd and 98th percentiles of the shown
@@ -237,12 +237,21 @@ class Cube:
         self.nc.close()
 
 
+def store_paths(paths) -> list[Path]:
+    """Per-date stores from store paths (``<date>.zarr``) and/or batch folders
+    holding them (``<stage>/<batch>/<date>.zarr``)."""
+    out = []
+    for p in map(Path, paths):
+        out.extend([p] if p.suffix == ".zarr" else sorted(p.glob("*.zarr")))
+    return out
+
+
 def _store_dates(paths) -> dict[int, tuple[str, str]]:
-    """acquisition time (s) -> (solar date, store path) of per-date stores."""
+    """acquisition time (s) -> (solar date, store path) of per-date stores (or batch folders)."""
     from s2ts.gapfill import parse_datetime
 
     out = {}
-    for p in paths:
+    for p in store_paths(paths):
         attrs = dict(_open_zarr(p).attrs)
         out[parse_datetime(attrs["datetime"])] = (str(attrs.get("date") or Path(p).stem), str(p))
     return out
@@ -655,6 +664,7 @@ def figures(
 
         # pixel time series
         pix = lonlat_to_pixels(points, grid) if points else default_points(inside)
+        pix = pix or [(cube.height // 2, cube.width // 2)]  # no pixel inside: the grid's centre
         series = []
         for row, col in pix:
             lon, lat = pixel_lonlat(grid, row, col)

@@ -301,7 +301,7 @@ def gapfill(
 
 def gapfill_from_snakemake(smk) -> None:
     """Inputs are the AOI's batch folders of per-date masked stores."""
-    stores = sorted(s for folder in smk.input.masked for s in Path(folder).glob("*.zarr"))
+    stores = sorted(s for p in map(Path, smk.input.masked) for s in ([p] if p.suffix == ".zarr" else p.glob("*.zarr")))
     gapfill(
         stores,
         smk.output.cube,

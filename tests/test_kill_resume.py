@@ -14,6 +14,8 @@ import xarray as xr
 from conftest import VENV_BIN
 from test_reruns import config, make_workdir, run
 
+from s2ts.stale_lock import clear_stale_lock
+
 VARS = ["B03", "B04", "B08", "flag", "valid_fraction"]
 
 
@@ -45,8 +47,17 @@ def wait_for(pred, timeout=300):
 
 
 def complete_tiles(wd):
-    tiles = (wd / "results").glob("*/tile/*/*.zarr")
-    return {p: max(f.stat().st_mtime_ns for f in p.rglob("*")) for p in tiles if (p / "zarr.json").exists()}
+    """Per-date tiles whose job Snakemake recorded as finished: on disk, and not in
+    Snakemake's list of outputs of jobs that were still running."""
+    import base64
+
+    inc = wd / ".snakemake" / "incomplete"
+    running = {base64.b64decode(p.name).decode() for p in inc.iterdir()} if inc.exists() else set()
+    out = {}
+    for p in (wd / "results").glob("*/tile/*/*.zarr"):
+        if (p / "zarr.json").exists() and not any(str(p).endswith(r) or str(p.parent).endswith(r) for r in running):
+            out[p] = max(f.stat().st_mtime_ns for f in p.rglob("*"))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +76,7 @@ def test_kill_snakemake_then_resume(tmp_path, reference, when):
     proc.wait()
     done = complete_tiles(wd)
     assert done
+    assert clear_stale_lock(wd)  # the killed run's lock (make demo does this itself)
     _, jobs = run(wd, config(wd))  # the next run, as the README recommends
     after = complete_tiles(wd)
     assert all(after[p] == m for p, m in done.items())  # completed tiles kept, not rewritten
@@ -88,6 +100,7 @@ def test_kill_one_job_then_resume(tmp_path, reference):
         os.kill(pid, signal.SIGKILL)
     proc.wait(600)
     assert proc.returncode != 0  # the killed job failed the run
+    assert not clear_stale_lock(wd)  # Snakemake itself ended cleanly: no stale lock
     _, jobs = run(wd, config(wd))
     for aoi in ("banc_arguin", "cap_ferret", "dune_du_pilat"):
         nc = f"{aoi}/{aoi}_2022-01-20_2022-02-15.nc"

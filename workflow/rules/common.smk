@@ -1,5 +1,7 @@
 # Configuration checks, the AOI list and every input function of the workflow.
+import functools
 import hashlib
+import os
 import json
 import sys
 from pathlib import Path
@@ -41,6 +43,7 @@ wildcard_constraints:
     batch=BATCH_RE,
 
 
+@functools.cache
 def code_digest(stage):
     """Hash of a stage's script and module: a params value, so changing the code of
     a stage reruns that stage and what depends on it (Snakemake's own `code`
@@ -49,6 +52,12 @@ def code_digest(stage):
     for part in (f"scripts/{stage}.py", f"s2ts/{stage}.py"):
         h.update(Path(workflow.basedir, part).read_bytes())
     return h.hexdigest()[:16]
+
+
+def data_config():
+    """The configuration the data depend on (recorded in each NetCDF): without the
+    figure and export settings, so changing those does not rewrite the NetCDF."""
+    return {k: v for k, v in config.items() if k not in ("figures", "export")}
 
 
 def aoi_geojson(wildcards):
@@ -67,13 +76,23 @@ def manifest_inputs(wildcards):
 def manifest_dates(aoi):
     """Solar days of one AOI, known once its stac_manifest checkpoint has run."""
     info = checkpoints.stac_manifest.get(aoi=aoi).output.info
+    return _dates_in(info, os.stat(info).st_mtime_ns)
+
+
+@functools.cache
+def _dates_in(info, mtime_ns):
     with open(info) as f:
-        return json.load(f)["dates"]
+        return tuple(json.load(f)["dates"])
+
+
+@functools.cache
+def _group(dates, mode):
+    return group_dates(list(dates), mode)
 
 
 def batches(aoi):
     """{batch: [dates]} of one AOI (tiles.batch: date, month, year or N dates)."""
-    return group_dates(manifest_dates(aoi), BATCH)
+    return _group(manifest_dates(aoi), BATCH)
 
 
 def batch_item_files(wildcards):
@@ -97,11 +116,72 @@ def masked_batches(wildcards):
 
 
 def final_outputs(wildcards):
-    """One NetCDF per AOI; an AOI without any item ends at its (empty) manifest."""
+    """One NetCDF per AOI, with its figures (figures.enabled) and CSV (export.csv);
+    an AOI without any item ends at its (empty) manifest. Then the benchmark summary."""
     outputs = []
     for aoi in AOIS:
         if manifest_dates(aoi):
             outputs.append(f"{RESULTS}/{aoi}/{aoi}_{NC_SUFFIX}.nc")
+            outputs.extend(aoi_extra_outputs(aoi))
         else:
             outputs.append(f"{RESULTS}/{aoi}/manifest.csv")
+    outputs.append(f"{RESULTS}/benchmarks/summary.csv")
     return outputs
+
+
+FIGURES = [
+    "false_colour.png",
+    "false_colour.gif",
+    "pixel_series.png",
+    "sandbank_area.png",
+    "sandbank_area.csv",
+    "data_quality.png",
+]
+
+
+def aoi_extra_outputs(aoi):
+    """Figures and optional CSV export of an AOI that has dates."""
+    outputs = []
+    if config["figures"]["enabled"]:
+        outputs.extend(f"{RESULTS}/{aoi}/figures/{name}" for name in FIGURES)
+    if config["export"]["csv"]:
+        outputs.append(f"{RESULTS}/{aoi}/{aoi}_{NC_SUFFIX}.csv.gz")
+    return outputs
+
+
+def figures_inputs(wildcards):
+    """The products the figures are drawn from: the NetCDF, the manifest, the AOI
+    grid and every date's tile, offset_fix and mask store (batch folders)."""
+    aoi = wildcards.aoi
+    stages = {"tiles": "tile", "offset_fixed": "offset_fix", "masked": "mask"}
+    inputs = {
+        k: [f"{RESULTS}/{aoi}/{stage}/{b}" for b in batches(aoi)] for k, stage in stages.items()
+    }
+    inputs.update(
+        nc=f"{RESULTS}/{aoi}/{aoi}_{NC_SUFFIX}.nc",
+        manifest=f"{RESULTS}/{aoi}/manifest.csv",
+        manifest_info=f"{RESULTS}/{aoi}/manifest.json",
+        inside=f"{RESULTS}/{aoi}/aoi/inside.npy",
+        grid=f"{RESULTS}/{aoi}/aoi/grid.json",
+    )
+    return inputs
+
+
+def benchmark_files(wildcards):
+    """Every benchmark file the run writes (per AOI, per batch of dates)."""
+    files = []
+    for aoi in AOIS:
+        bench = f"{RESULTS}/benchmarks"
+        files.append(f"{bench}/stac_manifest/{aoi}.tsv")
+        if not manifest_dates(aoi):
+            continue
+        for b in batches(aoi):
+            files.extend(
+                f"{bench}/{stage}/{aoi}/{b}.tsv" for stage in ("tile", "offset_fix", "mask")
+            )
+        files.extend(f"{bench}/{stage}/{aoi}.tsv" for stage in ("gapfill", "netcdf"))
+        if config["figures"]["enabled"]:
+            files.append(f"{bench}/figures/{aoi}.tsv")
+        if config["export"]["csv"]:
+            files.append(f"{bench}/csv_export/{aoi}.tsv")
+    return files

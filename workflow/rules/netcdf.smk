@@ -15,6 +15,6 @@ rule netcdf:
         mem_mb=2000,
     params:
         code=code_digest("netcdf"),
-        config=config,
+        config=data_config(),
     script:
         "../../scripts/netcdf.py"
