@@ -188,8 +188,12 @@ def gapfill(
     bands: list[str],
     fill_ends: bool = True,
     max_gap_days: float | None = None,
+    skipped: list[dict] | None = None,
 ) -> dict:
-    """Gap-fill an AOI's masked stores into one ``(time, y, x)`` store; return its attrs."""
+    """Gap-fill an AOI's masked stores into one ``(time, y, x)`` store; return its attrs.
+
+    ``skipped``: dates dropped on read errors (tiles.on_read_error: skip), recorded
+    in the attrs (and from there in the NetCDF's provenance)."""
     paths = [Path(p) for p in masked_paths]
     if not paths:
         raise UserError(
@@ -248,6 +252,7 @@ def gapfill(
         },
         "flag_values": FLAG_VALUES,
         "flag_meanings": FLAG_MEANINGS,
+        "skipped_dates": list(skipped or []),
     }
     specs = {b: "int16" for b in bands}
     specs["flag"] = {
@@ -301,11 +306,18 @@ def gapfill(
 
 def gapfill_from_snakemake(smk) -> None:
     """Inputs are the AOI's batch folders of per-date masked stores."""
-    stores = sorted(s for p in map(Path, smk.input.masked) for s in ([p] if p.suffix == ".zarr" else p.glob("*.zarr")))
+    import json
+
+    folders = [Path(p) for p in smk.input.masked]
+    stores = sorted(s for p in folders for s in ([p] if p.suffix == ".zarr" else p.glob("*.zarr")))
+    skipped = [
+        d for p in folders if (p / "skipped.json").exists() for d in json.loads((p / "skipped.json").read_text())
+    ]
     gapfill(
         stores,
         smk.output.cube,
         list(smk.params.bands),
         fill_ends=bool(smk.params.fill_ends),
         max_gap_days=smk.params.max_gap_days,
+        skipped=skipped,
     )

@@ -76,5 +76,8 @@ def mask_from_snakemake(smk) -> None:
 
     out = Path(smk.output.tiles)
     out.mkdir(parents=True, exist_ok=True)
+    skipped = Path(smk.input.tiles) / "skipped.json"
+    if skipped.exists():  # dates dropped by tiles.on_read_error: skip, kept for provenance
+        (out / "skipped.json").write_bytes(skipped.read_bytes())
     for store in sorted(Path(smk.input.tiles).glob("*.zarr")):
         mask(store, smk.input.inside, out / store.name, smk.params.classes, smk.params.rule)

@@ -335,6 +335,7 @@ def netcdf(cube_path, manifest_json, config: dict, out_nc) -> None:
                     "time_coverage_end": time_end.isoformat().replace("+00:00", "Z") if time_end else "",
                     "platform": "Sentinel-2",
                     "instrument": "MSI",
+                    "skipped_dates": json.dumps(attrs.get("skipped_dates", []), sort_keys=True),
                 }
             )
 

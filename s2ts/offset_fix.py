@@ -105,5 +105,8 @@ def offset_fix_from_snakemake(smk) -> None:
     p = smk.params
     out = Path(smk.output.tiles)
     out.mkdir(parents=True, exist_ok=True)
+    skipped = Path(smk.input.tiles) / "skipped.json"
+    if skipped.exists():  # dates dropped by tiles.on_read_error: skip, kept for provenance
+        (out / "skipped.json").write_bytes(skipped.read_bytes())
     for store in sorted(Path(smk.input.tiles).glob("*.zarr")):
         offset_fix(store, out / store.name, p.apply, p.value, p.since_baseline)

@@ -150,15 +150,44 @@ def load_items(items: list[dict], grid: dict, bands: list[str], mask_band: str, 
         common_scl = dict(common, geobox=geobox_of(fine_grid(grid, f)))
         scl = odc.stac.load(stac_items, bands=[mask_band], resampling="nearest", use_overviews=False, **common_scl)
     except Exception as exc:
-        raise UserError(
-            f"reading pixels of {', '.join(it['id'] for it in items)} failed: {_describe(exc)}. "
-            "If the assets are remote, check the network; a truncated or missing file must be re-downloaded."
-        ) from None
+        raise ReadError(_locate_failure(items, bands + [mask_band], patch_url, exc)) from None
     for ds in (refl, scl):
         if ds.sizes["time"] != len(items):
             raise RuntimeError(f"odc-stac returned {ds.sizes['time']} slices for {len(items)} items")
     fine = scl[mask_band].values
     return {b: refl[b].values for b in bands}, fine[:, f // 2 :: f, f // 2 :: f], class_bits(fine, f)
+
+
+class ReadError(UserError):
+    """Pixels of a date could not be read (after GDAL's own retries)."""
+
+
+def _locate_failure(items, assets, patch_url, exc) -> str:
+    """Name the item and asset that cannot be read, and why (no signed URL shown)."""
+    import rasterio
+
+    for it in items:
+        for key in assets:
+            href = it["assets"][key]["href"]
+            try:
+                with rasterio.open(patch_url(href) if patch_url else href) as src:
+                    src.read(1, window=((0, 1), (0, 1)))
+                    if src.overviews(1):
+                        with rasterio.open(
+                            patch_url(href) if patch_url else href, overview_level=len(src.overviews(1)) - 1
+                        ) as ov:
+                            ov.read(1)
+            except Exception as probe:
+                return (
+                    f"cannot read asset {key} of item {it['id']} ({im.strip_secrets(href)}): {_describe(probe)}. "
+                    "A missing or truncated file must be fetched again; for a remote catalog, check the network "
+                    "(transient HTTP errors were already retried). To drop such dates instead of stopping, set "
+                    "tiles.on_read_error: skip."
+                )
+    return (
+        f"reading pixels of {', '.join(it['id'] for it in items)} failed: {_describe(exc)}. "
+        "If the assets are remote, check the network; a truncated or missing file must be fetched again."
+    )
 
 
 def _describe(exc: Exception) -> str:
@@ -236,21 +265,51 @@ def tile(item_file, grid_json, bands: list[str], mask_band: str, out_path, signi
     return attrs
 
 
-def tile_from_snakemake(smk) -> None:
-    """One batch of dates: one store per date in the batch folder."""
-    os.environ.setdefault("GDAL_NUM_THREADS", str(smk.threads))
-    out = Path(smk.output.tiles)
+SKIPPED = "skipped.json"
+
+
+def read_skipped(folder) -> list[dict]:
+    """Dates a batch folder dropped on read errors (tiles.on_read_error: skip)."""
+    path = Path(folder) / SKIPPED
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def tile_batch(
+    item_files, grid_json, bands, mask_band, out_dir, signing="none", threads=1, on_read_error="fail", batch=""
+):
+    """One batch of dates: one store per date in ``out_dir``. With
+    ``on_read_error="skip"`` a date whose pixels cannot be read is left out and
+    recorded in ``out_dir/skipped.json`` (carried to the NetCDF's provenance)."""
+    from s2ts.io import write_json
+
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = list(smk.input.item_files)
-    for i, item_file in enumerate(files, 1):
+    skipped = []
+    for i, item_file in enumerate(item_files, 1):
         date = Path(item_file).stem
-        tile(
-            item_file,
-            smk.input.grid,
-            list(smk.params.bands),
-            smk.params.mask_band,
-            out / f"{date}.zarr",
-            signing=smk.params.signing,
-            threads=smk.threads,
-        )
-        log.info("batch %s: %d of %d dates done", smk.wildcards.batch, i, len(files))
+        try:
+            tile(item_file, grid_json, bands, mask_band, out / f"{date}.zarr", signing=signing, threads=threads)
+        except ReadError as exc:
+            if on_read_error != "skip":
+                raise
+            log.warning("date %s skipped (tiles.on_read_error: skip): %s", date, exc)
+            skipped.append({"date": date, "reason": str(exc)})
+        log.info("batch %s: %d of %d dates done", batch, i, len(item_files))
+    if skipped:
+        write_json(out / SKIPPED, skipped)
+    return skipped
+
+
+def tile_from_snakemake(smk) -> None:
+    os.environ.setdefault("GDAL_NUM_THREADS", str(smk.threads))
+    tile_batch(
+        list(smk.input.item_files),
+        smk.input.grid,
+        list(smk.params.bands),
+        smk.params.mask_band,
+        smk.output.tiles,
+        signing=smk.params.signing,
+        threads=smk.threads,
+        on_read_error=smk.params.on_read_error,
+        batch=smk.wildcards.batch,
+    )

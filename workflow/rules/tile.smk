@@ -18,6 +18,7 @@ rule tile:
         bands=config["bands"],
         mask_band=config["mask"]["band"],
         signing=SIGNING,
+        on_read_error=config["tiles"]["on_read_error"],
         items_digest=items_digest,
     script:
         "../../scripts/tile.py"

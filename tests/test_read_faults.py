@@ -1,0 +1,84 @@
+"""Pixel read faults: a truncated COG and a missing asset file stop the date with
+one message naming item and asset; `tiles.on_read_error: skip` drops the date
+instead and the NetCDF's provenance records it. (Transient HTTP errors are
+retried by GDAL: tests/test_signing.py.)"""
+
+import json
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+from conftest import load_features, local_item, utm_grid, write_grid_json, write_items_file
+
+from s2ts.gapfill import gapfill
+from s2ts.mask import mask
+from s2ts.netcdf import netcdf
+from s2ts.offset_fix import offset_fix
+from s2ts.tile import ReadError, read_skipped, tile, tile_batch
+
+X0, Y1, N = 450000.0, 4420000.0, 32
+BANDS = ["B03", "B04", "B08"]
+
+
+@pytest.fixture
+def items(tmp_path):
+    base = load_features("tile-13TDE-2024.json")[0]
+    out = []
+    for k, day in enumerate(["2024-06-01", "2024-06-06", "2024-06-11"]):
+        rng = np.random.default_rng(k)
+        bands = {b: rng.integers(1000, 3000, (N, N), dtype=np.uint16) for b in BANDS}
+        it = local_item(
+            base, tmp_path / "cog", bands, np.full((N // 2, N // 2), 4, np.uint8), X0, Y1,
+            item_id=f"S2B_MSIL2A_{day.replace('-', '')}T174629_R098_T13TDE_X", datetime=f"{day}T17:46:29Z",
+        )  # fmt: skip
+        out.append((day, it))
+    grid = write_grid_json(tmp_path / "grid.json", utm_grid(32613, X0, Y1, N, N, 10))
+    return out, grid
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+@pytest.mark.parametrize("fault", ["truncated", "missing"])
+def test_fault_names_item_and_asset_and_writes_nothing(tmp_path, items, fault):
+    (day, it), grid = items[0][0], items[1]
+    href = it["assets"]["B04"]["href"]
+    truncate(Path(href)) if fault == "truncated" else Path(href).unlink()
+    f = write_items_file(tmp_path / f"{day}.json", [it])
+    with pytest.raises(
+        ReadError, match=rf"cannot read asset B04 of item {it['id']} \(.*B04.tif\).*on_read_error: skip"
+    ):
+        tile(f, grid, BANDS, "SCL", tmp_path / "t" / f"{day}.zarr")
+    assert not (tmp_path / "t" / f"{day}.zarr").exists()
+
+
+def test_skip_drops_the_date_and_records_it_in_the_netcdf(tmp_path, items):
+    dated, grid = items
+    truncate(Path(dated[1][1]["assets"]["SCL"]["href"]))
+    files = [write_items_file(tmp_path / f"{d}.json", [it]) for d, it in dated]
+    with pytest.raises(ReadError):
+        tile_batch(files, grid, BANDS, "SCL", tmp_path / "fail")
+    skipped = tile_batch(files, grid, BANDS, "SCL", tmp_path / "tile", on_read_error="skip")
+    assert [s["date"] for s in skipped] == ["2024-06-06"] and "asset SCL" in skipped[0]["reason"]
+    assert sorted(p.name for p in (tmp_path / "tile").glob("*.zarr")) == ["2024-06-01.zarr", "2024-06-11.zarr"]
+    inside = tmp_path / "inside.npy"
+    np.save(inside, np.ones((N, N), np.uint8))
+    masked = []
+    for store in sorted((tmp_path / "tile").glob("*.zarr")):
+        offset_fix(store, tmp_path / "off" / store.name)
+        mask(tmp_path / "off" / store.name, inside, tmp_path / "mask" / store.name, [0, 1, 3, 8, 9, 10])
+        masked.append(tmp_path / "mask" / store.name)
+    gapfill(masked, tmp_path / "cube.zarr", BANDS, skipped=read_skipped(tmp_path / "tile"))
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps({"aoi": "t", "catalog": "local", "collection": "sentinel-2-l2a", "counts": {}, "search": {}})
+    )
+    cfg = {"bands": BANDS, "mask": {"classes": [0, 1, 3, 8, 9, 10]}, "gapfill": {"fill_ends": True}}
+    netcdf(tmp_path / "cube.zarr", manifest, cfg, tmp_path / "out.nc")
+    ds = netCDF4.Dataset(tmp_path / "out.nc")
+    assert len(ds["time"]) == 2
+    recorded = json.loads(ds.getncattr("skipped_dates"))
+    assert [r["date"] for r in recorded] == ["2024-06-06"]
