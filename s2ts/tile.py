@@ -4,7 +4,10 @@ Loader: **odc-stac**. It reads items in either projection form (``proj:epsg`` as
 served by the Planetary Computer, ``proj:code`` as written by pystac >= 1.12);
 stackstac 0.5.1 reads ``proj:epsg`` only, so it fails on items that went through
 pystac (tests/test_tile.py loads both forms). odc-stac reads COG overviews when
-the target resolution allows (10 m band at 40 m -> the 4x overview).
+the target resolution allows: the largest overview whose factor does not exceed
+the integer part of the scale (an aligned 40 m UTM grid reads the 4x overview,
+tests/test_tile.py; the tutorial's 40 m EPSG:3035 grid is 3.996 UTM 10 m pixels,
+so odc-stac reads the 2x one there, see docs/performance.md).
 
 * Reflectance bands: resampling ``average`` (no-data 0 excluded), kept uint16,
   no-data 0.
