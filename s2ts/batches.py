@@ -15,6 +15,20 @@ import re
 BATCH_RE = r"\d{4}(-\d{2}(-\d{2})?)?|n\d{5}"
 
 
+def each_store(in_dir, out_dir, fn) -> None:
+    """Apply ``fn(in_store, out_store)`` to every per-date store of a batch folder,
+    carrying the batch's record of skipped dates (tiles.on_read_error: skip)."""
+    from pathlib import Path
+
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    skipped = in_dir / "skipped.json"
+    if skipped.exists():
+        (out_dir / "skipped.json").write_bytes(skipped.read_bytes())
+    for store in sorted(in_dir.glob("*.zarr")):
+        fn(store, out_dir / store.name)
+
+
 def batch_id(date: str, index: int, mode) -> str:
     """Batch of ``date`` (``YYYY-MM-DD``), the ``index``-th date of the series."""
     if mode == "date":

@@ -72,12 +72,7 @@ def mask(offset_path, inside_npy, out_path, classes, rule: str = "any") -> dict:
 
 def mask_from_snakemake(smk) -> None:
     """One batch folder of per-date stores."""
-    from pathlib import Path
+    from s2ts.batches import each_store
 
-    out = Path(smk.output.tiles)
-    out.mkdir(parents=True, exist_ok=True)
-    skipped = Path(smk.input.tiles) / "skipped.json"
-    if skipped.exists():  # dates dropped by tiles.on_read_error: skip, kept for provenance
-        (out / "skipped.json").write_bytes(skipped.read_bytes())
-    for store in sorted(Path(smk.input.tiles).glob("*.zarr")):
-        mask(store, smk.input.inside, out / store.name, smk.params.classes, smk.params.rule)
+    p = smk.params
+    each_store(smk.input.tiles, smk.output.tiles, lambda s, o: mask(s, smk.input.inside, o, p.classes, p.rule))

@@ -100,13 +100,7 @@ def offset_fix(tile_path, out_path, apply: bool = True, value: int = -1000, sinc
 
 def offset_fix_from_snakemake(smk) -> None:
     """One batch folder of per-date stores."""
-    from pathlib import Path
+    from s2ts.batches import each_store
 
     p = smk.params
-    out = Path(smk.output.tiles)
-    out.mkdir(parents=True, exist_ok=True)
-    skipped = Path(smk.input.tiles) / "skipped.json"
-    if skipped.exists():  # dates dropped by tiles.on_read_error: skip, kept for provenance
-        (out / "skipped.json").write_bytes(skipped.read_bytes())
-    for store in sorted(Path(smk.input.tiles).glob("*.zarr")):
-        offset_fix(store, out / store.name, p.apply, p.value, p.since_baseline)
+    each_store(smk.input.tiles, smk.output.tiles, lambda s, o: offset_fix(s, o, p.apply, p.value, p.since_baseline))
