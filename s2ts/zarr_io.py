@@ -59,37 +59,9 @@ def write_store(path, arrays: dict[str, np.ndarray], attrs: dict, grid: dict, ti
     (255). 3-D arrays are chunked over space only (all dates in one chunk), so a
     pixel's time series is one read.
     """
-    import zarr
-
-    from s2ts.io import atomic_path
-
-    x, y = grid_coords(grid)
-    with atomic_path(path) as tmp:
-        g = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
-        for name, coord in (("x", x), ("y", y)):
-            a = g.create_array(name, shape=coord.shape, dtype="float64", dimension_names=[name], fill_value=None)
-            a[:] = coord
-            a.attrs.update(_coord_attrs(name))
-        if time is not None:
-            t = g.create_array("time", shape=time.shape, dtype="int64", dimension_names=["time"], fill_value=None)
-            t[:] = time
-            t.attrs.update({"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"})
+    with create_store(path, {name: data.dtype for name, data in arrays.items()}, attrs, grid, time) as g:
         for name, data in arrays.items():
-            dims = ["y", "x"] if data.ndim == 2 else ["time", "y", "x"]
-            chunks = (CHUNK, CHUNK) if data.ndim == 2 else (max(1, data.shape[0]), CHUNK, CHUNK)
-            chunks = tuple(min(c, s) if s else 1 for c, s in zip(chunks, data.shape))
-            a = g.create_array(
-                name,
-                shape=data.shape,
-                dtype=data.dtype,
-                chunks=chunks,
-                fill_value=fill_value(name, data.dtype),
-                dimension_names=dims,
-                compressors=_compressor(),
-            )
-            a[...] = data
-            a.attrs.update({"_FillValue": int(fill_value(name, data.dtype))})
-        g.attrs.update(json.loads(json.dumps(attrs)))
+            g[name][...] = data
 
 
 def _coord_attrs(name: str) -> dict:
