@@ -145,7 +145,11 @@ def load_items(items: list[dict], grid: dict, bands: list[str], mask_band: str, 
         preserve_original_order=True,  # keep our (time, id) priority order
         stac_cfg=cfg,
         patch_url=patch_url,
-        pool=max(1, threads),
+        # odc-stac makes a new thread pool per call when given one, and each new
+        # thread sets up its GDAL environment again: about 0.14 s per call, 3x the
+        # read itself here. One thread reads in the calling thread (the faster choice
+        # on local files; over HTTP a pool reads items and bands concurrently).
+        pool=threads if threads > 1 else None,
         chunks=None,
     )
     try:

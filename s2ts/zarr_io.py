@@ -59,9 +59,8 @@ def write_store(path, arrays: dict[str, np.ndarray], attrs: dict, grid: dict, ti
     (255). 3-D arrays are chunked over space only (all dates in one chunk), so a
     pixel's time series is one read.
     """
-    with create_store(path, {name: data.dtype for name, data in arrays.items()}, attrs, grid, time) as g:
-        for name, data in arrays.items():
-            g[name][...] = data
+    with create_store(path, {name: data.dtype for name, data in arrays.items()}, attrs, grid, time, data=arrays):
+        pass
 
 
 def _coord_attrs(name: str) -> dict:
@@ -101,7 +100,7 @@ def read_arrays(
 
 
 @contextlib.contextmanager
-def create_store(path, specs: dict, attrs: dict, grid: dict, time: np.ndarray | None = None):
+def create_store(path, specs: dict, attrs: dict, grid: dict, time: np.ndarray | None = None, data=None):
     """Create a store whose arrays are filled window by window, then renamed into place.
 
     ``specs`` maps each array name to its dtype, or to a dict ``{"dtype": ...,
@@ -113,6 +112,9 @@ def create_store(path, specs: dict, attrs: dict, grid: dict, time: np.ndarray | 
     0 included, is meaningful). Unwritten windows read as the fill value.
 
     Yields the open Zarr group: assign windows, e.g. ``g["B04"][:, ys, xs] = cube``.
+    ``data`` (``{name: array}``) writes whole arrays at creation. Attributes are
+    given at creation too: each Zarr metadata or chunk operation is a round trip
+    to zarr's event loop (about 1 ms), so a store costs about 2 per array.
     Everything is written under a temporary name beside ``path`` and renamed into
     place only when the ``with`` block ends without error.
     """
@@ -127,20 +129,28 @@ def create_store(path, specs: dict, attrs: dict, grid: dict, time: np.ndarray | 
     chunks = tuple(min(c, s) if s else 1 for c, s in zip(chunks, shape))
     dims = ["y", "x"] if time is None else ["time", "y", "x"]
     with atomic_path(path) as tmp:
-        g = zarr.open_group(store=str(tmp), mode="w", zarr_format=3)
-        for name, coord in (("x", x), ("y", y)):
-            a = g.create_array(name, shape=coord.shape, dtype="float64", dimension_names=[name], fill_value=None)
-            a[:] = coord
-            a.attrs.update(_coord_attrs(name))
+        g = zarr.open_group(store=str(tmp), mode="w", zarr_format=3, attributes=json.loads(json.dumps(attrs)))
+        coords = [(name, coord, _coord_attrs(name)) for name, coord in (("x", x), ("y", y))]
         if time is not None:
-            time = np.asarray(time, dtype="int64")
-            t = g.create_array("time", shape=time.shape, dtype="int64", dimension_names=["time"], fill_value=None)
-            t[:] = time
-            t.attrs.update({"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"})
+            time_attrs = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"}
+            coords.append(("time", np.asarray(time, dtype="int64"), time_attrs))
+        for name, coord, coord_attrs in coords:
+            a = g.create_array(
+                name,
+                shape=coord.shape,
+                dtype=coord.dtype,
+                dimension_names=[name],
+                fill_value=None,
+                attributes=coord_attrs,
+            )
+            a[:] = coord
         for name, spec in specs.items():
             spec = spec if isinstance(spec, dict) else {"dtype": spec}
             dtype = np.dtype(spec["dtype"])
             fill = fill_value(name, dtype)
+            array_attrs = dict(spec.get("attrs", {}))
+            if spec.get("masked", True):
+                array_attrs["_FillValue"] = int(fill)
             a = g.create_array(
                 name,
                 shape=shape,
@@ -149,10 +159,8 @@ def create_store(path, specs: dict, attrs: dict, grid: dict, time: np.ndarray | 
                 fill_value=fill,
                 dimension_names=dims,
                 compressors=_compressor(),
+                attributes=json.loads(json.dumps(array_attrs)),
             )
-            array_attrs = dict(spec.get("attrs", {}))
-            if spec.get("masked", True):
-                array_attrs["_FillValue"] = int(fill)
-            a.attrs.update(json.loads(json.dumps(array_attrs)))
-        g.attrs.update(json.loads(json.dumps(attrs)))
+            if data is not None and name in data:
+                a[...] = data[name]
         yield g

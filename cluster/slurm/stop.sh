@@ -85,4 +85,18 @@ if [[ -n $left ]]; then
     log "ERROR: still running:$left"
     exit 1
 fi
+# Put our slurm.conf aside: with it in place and no controller, every SLURM client
+# call waits for the controller, and snakemake-executor-plugin-slurm runs
+# `scontrol show config` (timeout 10 s) whenever Snakemake starts, so every
+# snakemake command, local executor included, would take 9 s longer. start.sh
+# writes it again. A configuration that is not ours is left alone.
+CONF=/etc/slurm/slurm.conf
+if [[ -f $CONF ]] && grep -q '^ClusterName=s2ts-local$' "$CONF"; then
+    mv -f "$CONF" "$CONF.stopped"
+    if [[ -f $CONF.bak ]] && ! grep -q '^ClusterName=s2ts-local$' "$CONF.bak"; then
+        mv -f "$CONF.bak" "$CONF"
+        log "restored the previous $CONF"
+    fi
+    log "moved $CONF to $CONF.stopped (start.sh writes it again)"
+fi
 echo "slurm cluster s2ts-local stopped (slurmd, slurmctld, munged)"
