@@ -353,9 +353,12 @@ def read_raw_rgb(tile_path, stride: int) -> np.ndarray:
     return np.stack(out)
 
 
-def read_pixel(path, band: str, row: int, col: int, fill: int) -> float:
-    v = int(np.asarray(_open_zarr(path)[band][row, col]))
-    return float("nan") if v == fill else float(v)
+def read_pixels(path, band: str, pixels: list[tuple[int, int]], fill: int) -> np.ndarray:
+    """``band`` at each ``(row, col)`` of one store (one open per store), NaN at ``fill``."""
+    a = _open_zarr(path)[band]
+    v = np.array([int(np.asarray(a[row, col])) for row, col in pixels], dtype=np.float64)
+    v[v == fill] = np.nan
+    return v
 
 
 # ---------------------------------------------------------------------------- plots
@@ -665,8 +668,16 @@ def figures(
         # pixel time series
         pix = lonlat_to_pixels(points, grid) if points else default_points(inside)
         pix = pix or [(cube.height // 2, cube.width // 2)]  # no pixel inside: the grid's centre
+        stage_series = {  # (dates, points) per stage, each store opened once
+            name: np.array([read_pixels(p, "B08", pix, fill) for p in paths]).reshape(len(paths), len(pix))
+            for name, paths, fill in (
+                ("raw", tile_paths, 0),
+                ("offset_fix", offset_paths, FILL_INT16),
+                ("masked", mask_paths, FILL_INT16),
+            )
+        }
         series = []
-        for row, col in pix:
+        for k, (row, col) in enumerate(pix):
             lon, lat = pixel_lonlat(grid, row, col)
             gf = cube.band_window("B08", slice(row, row + 1), slice(col, col + 1))[:, 0, 0].astype(np.float64)
             gf[gf == FILL_INT16] = np.nan
@@ -677,9 +688,7 @@ def figures(
                     "lon": lon,
                     "lat": lat,
                     "inside": bool(inside[row, col]),
-                    "raw": np.array([read_pixel(p, "B08", row, col, 0) for p in tile_paths]),
-                    "offset_fix": np.array([read_pixel(p, "B08", row, col, FILL_INT16) for p in offset_paths]),
-                    "masked": np.array([read_pixel(p, "B08", row, col, FILL_INT16) for p in mask_paths]),
+                    **{name: values[:, k] for name, values in stage_series.items()},
                     "gapfilled": gf,
                     "flag": cube.flag_window(slice(row, row + 1), slice(col, col + 1))[:, 0, 0],
                 }
