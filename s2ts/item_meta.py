@@ -128,6 +128,15 @@ def strip_secrets(href: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
+_URL_WITH_QUERY = re.compile(r"""[a-z][a-z0-9+.-]*://[^\s'"<>?]+\?[^\s'"<>]*""", re.IGNORECASE)
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` with the credentials removed from every URL in it (log lines, error
+    messages: GDAL and odc-stac name the signed URL they failed on)."""
+    return _URL_WITH_QUERY.sub(lambda m: strip_secrets(m.group(0)), text)
+
+
 def normalise_href(href: str) -> str:
     """Absolute local paths for local files (``file://`` URIs decoded); remote
     URLs kept, minus any credentials."""

@@ -6,7 +6,8 @@ Every stage script is three lines::
     from s2ts.<stage> import <stage>_from_snakemake
     run(snakemake, <stage>_from_snakemake)
 
-``run`` sends stderr and Python logging to ``snakemake.log[0]``; a
+``run`` sends stderr and Python logging to ``snakemake.log[0]``, with every
+credential removed from URLs in log records (:class:`ScrubSecrets`); a
 :class:`~s2ts.errors.UserError` is written as one line to both the log and the
 terminal, and the job fails without a traceback.
 """
@@ -17,6 +18,18 @@ import logging
 import os
 import sys
 import traceback
+
+
+class ScrubSecrets(logging.Filter):
+    """Remove credentials from every URL in a log record (libraries log the signed
+    URL of a failed or retried read: rasterio's GDAL messages, odc-stac)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from s2ts.item_meta import scrub_secrets
+
+        record.msg = scrub_secrets(record.getMessage())
+        record.args = None
+        return True
 
 
 def run(smk, func) -> None:
@@ -32,6 +45,9 @@ def run(smk, func) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ScrubSecrets())
+    logging.captureWarnings(True)  # warnings go through the same filter
     from s2ts.errors import UserError
 
     try:
@@ -43,7 +59,9 @@ def run(smk, func) -> None:
             print(msg, file=terminal, flush=True)
         sys.exit(1)
     except Exception:
-        traceback.print_exc(file=sys.stderr)
+        from s2ts.item_meta import scrub_secrets
+
+        print(scrub_secrets(traceback.format_exc()), file=sys.stderr)
         if log_path:
             print(
                 f"ERROR in rule {smk.rule}: unexpected failure, see {log_path}",

@@ -49,7 +49,9 @@ log = logging.getLogger("tile")
 PC_HOST = "planetarycomputer.microsoft.com"
 
 #: GDAL settings for reading COGs over HTTP: retries with backoff on transient
-#: failures, no directory listing, bounded block cache.
+#: failures (HTTP 429/5xx and timeouts), a per-request timeout, no directory
+#: listing, bounded block cache. An environment variable of the same name wins
+#: (e.g. ``GDAL_HTTP_TIMEOUT=300`` on a slow link): see :func:`gdal_options`.
 GDAL_OPTIONS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_MAX_RETRY": 5,
@@ -61,6 +63,11 @@ GDAL_OPTIONS = {
     "GDAL_CACHEMAX": 256,
     "VSI_CACHE": "TRUE",
 }
+
+
+def gdal_options() -> dict:
+    """:data:`GDAL_OPTIONS`, each overridden by an environment variable of the same name."""
+    return {k: os.environ.get(k, v) for k, v in GDAL_OPTIONS.items()}
 
 
 def signing_mode(signing: str, catalog: str) -> str:
@@ -134,7 +141,7 @@ def load_items(items: list[dict], grid: dict, bands: list[str], mask_band: str, 
     import odc.stac
     import pystac
 
-    odc.stac.configure_rio(cloud_defaults=False, **GDAL_OPTIONS)
+    odc.stac.configure_rio(cloud_defaults=False, **gdal_options())
     gbox = geobox_of(grid)
     f = mask_factor(items, mask_band, grid["resolution"])
     stac_items = [pystac.Item.from_dict({**it, "links": []}) for it in items]
@@ -173,6 +180,13 @@ def _locate_failure(items, assets, patch_url, exc) -> str:
     """Name the item and asset that cannot be read, and why (no signed URL shown)."""
     import rasterio
 
+    # GDAL remembers a remote file that failed (/vsicurl/ cache): probe it afresh so
+    # the message gives the real cause (e.g. "Operation timed out")
+    with rasterio.Env(CPL_VSIL_CURL_NON_CACHED="/vsicurl/", **gdal_options()):
+        return _probe(items, assets, patch_url, exc, rasterio)
+
+
+def _probe(items, assets, patch_url, exc, rasterio) -> str:
     for it in items:
         for key in assets:
             href = it["assets"][key]["href"]
@@ -199,7 +213,7 @@ def _locate_failure(items, assets, patch_url, exc) -> str:
 
 def _describe(exc: Exception) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return im.strip_secrets(text)[:300]
+    return im.scrub_secrets(text)[:300]
 
 
 def mosaic(per_item: dict[str, np.ndarray], scl: np.ndarray, scl_any: np.ndarray | None = None):

@@ -12,7 +12,9 @@ endpoint, on 127.0.0.1, for signing tests.
 
 Each request is logged as a JSON line to ``--log`` (token requests, served and
 refused reads). ``--fail-first N`` answers the first N reads of each file with
-HTTP 503 (a transient fault), ``--missing`` lists paths answered with 404.
+HTTP 503 (a transient fault); ``--stall-first N`` lets the first N reads of each
+file hang for ``--stall-seconds`` before answering (a read timeout on the client's
+side; N < 0: every read hangs).
 """
 
 from __future__ import annotations
@@ -35,9 +37,12 @@ def main(argv=None):
     ap.add_argument("--ttl", type=float, default=3600)
     ap.add_argument("--log", default="/dev/null")
     ap.add_argument("--fail-first", type=int, default=0)
+    ap.add_argument("--stall-first", type=int, default=0)
+    ap.add_argument("--stall-seconds", type=float, default=30)
     a = ap.parse_args(argv)
     issued: dict[str, float] = {}
     failures: dict[str, int] = {}
+    stalls: dict[str, int] = {}
     lock = threading.Lock()
 
     def log(**kw):
@@ -94,6 +99,12 @@ def main(argv=None):
             if n < a.fail_first:
                 log(kind="fault", path=url.path)
                 return self._send(503, b"ServerBusy")
+            with lock:
+                k = stalls.get(path, 0)
+                stalls[path] = k + 1
+            if a.stall_first < 0 or k < a.stall_first:
+                log(kind="stall", path=url.path)
+                time.sleep(a.stall_seconds)  # the client gives up first; the answer below goes nowhere
             size = os.path.getsize(path)
             start, end = 0, size - 1
             rng = self.headers.get("Range")

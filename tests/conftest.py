@@ -303,7 +303,9 @@ def stac_api(tmp_path):
 class BlobProxy:
     """tests/blob_proxy_server.py: SAS token endpoint + blob-storage proxy on 127.0.0.1."""
 
-    def __init__(self, tmp_path: Path, root: Path, ttl: float = 3600, fail_first: int = 0):
+    def __init__(
+        self, tmp_path: Path, root: Path, ttl: float = 3600, fail_first: int = 0, stall_first: int = 0, stall_seconds=30
+    ):
         self.port = free_port()
         self.log = tmp_path / f"blob-{self.port}.jsonl"
         self.proc = subprocess.Popen(
@@ -311,6 +313,7 @@ class BlobProxy:
                 sys.executable, str(ROOT / "tests" / "blob_proxy_server.py"),
                 "--root", str(root), "--port", str(self.port), "--ttl", str(ttl),
                 "--log", str(self.log), "--fail-first", str(fail_first),
+                "--stall-first", str(stall_first), "--stall-seconds", str(stall_seconds),
             ],
             start_new_session=True,
         )  # fmt: skip

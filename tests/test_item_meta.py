@@ -65,3 +65,19 @@ def test_secrets_are_stripped_from_hrefs():
     )
     assert im.strip_secrets(signed) == "https://x.blob.core.windows.net/c/B03.tif?keep=1"
     assert im.normalise_href("file:///data/a%20b/B03.tif") == "/data/a b/B03.tif"
+
+
+def test_secrets_are_scrubbed_from_log_lines():
+    """GDAL's retry warning and odc-stac's error name the signed URL mid-sentence."""
+    line = (
+        "CPLE_AppDefined in HTTP error code: 503 - http://a.blob.core.windows.net/d/S2B_X/B03.tif"
+        "?st=2026-01-01T00%3A00%3A00Z&se=2026&sp=rl&sv=2021-06-08&sr=c&skoid=x&sig=SeCrEt. Retrying again in 1.0 secs"
+        " / Failed to load 'https://b.blob.core.windows.net/c/SCL.tif?sig=OtHeR&keep=1'"
+    )
+    out = im.scrub_secrets(line)
+    assert "SeCrEt" not in out and "OtHeR" not in out and "sig=" not in out and "skoid" not in out
+    assert (
+        "503 - http://a.blob.core.windows.net/d/S2B_X/B03.tif" in out and out.count("Retrying again in 1.0 secs") == 1
+    )
+    assert "'https://b.blob.core.windows.net/c/SCL.tif?keep=1'" in out
+    assert im.scrub_secrets("no url here: B03 of item X") == "no url here: B03 of item X"

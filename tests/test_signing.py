@@ -76,6 +76,34 @@ def test_transient_http_errors_are_retried_by_gdal(tmp_path, remote_item, blob_p
     assert len(proxy.events("fault")) >= 2
 
 
+def test_read_timeouts_are_retried_by_gdal(tmp_path, remote_item, blob_proxy, monkeypatch):
+    """A server that hangs on the first read of each file: GDAL gives up after
+    GDAL_HTTP_TIMEOUT (set from the environment, see s2ts.tile.gdal_options),
+    retries, and the pixels arrive intact."""
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "1")
+    it, bands, root = remote_item
+    proxy = blob_proxy(root, stall_first=1, stall_seconds=20)
+    t0 = time.monotonic()
+    out = run(tmp_path, it, "2024-06-01")
+    for b in BANDS:
+        np.testing.assert_array_equal(out[b], bands[b])
+    stalled = {e["path"] for e in proxy.events("stall")}
+    assert len(stalled) >= 2  # several files hung once each ...
+    assert stalled <= {e["path"] for e in proxy.events("read")}  # ... and were read on a retry
+    assert time.monotonic() - t0 < 20  # nobody waited for a hung answer
+
+
+def test_permanent_read_timeout_names_item_and_asset(tmp_path, remote_item, blob_proxy, monkeypatch):
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "1")
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "1")
+    it, _, root = remote_item
+    proxy = blob_proxy(root, stall_first=-1, stall_seconds=20)  # every read hangs
+    with pytest.raises(UserError, match=rf"cannot read asset \w+ of item {it['id']} \(http://.*timed out"):
+        run(tmp_path, it, "2024-06-01")
+    assert proxy.events("stall") and not proxy.events("read")
+    assert not (tmp_path / "out" / "2024-06-01.zarr").exists()
+
+
 def test_workflow_run_with_signing_leaves_no_token_anywhere(tmp_path, blob_proxy):
     """The whole workflow on demo items served as blob-storage URLs, signed through
     the local token endpoint: every manifest, log, Zarr store and NetCDF is free of
@@ -98,7 +126,9 @@ def test_workflow_run_with_signing_leaves_no_token_anywhere(tmp_path, blob_proxy
             feats.append(it)
     assert feats
     cat = write_static_catalog(tmp_path / "cat", feats)
-    proxy = blob_proxy(demo, ttl=61)
+    # every file answers 503 once: GDAL and odc-stac log the retried URL, which
+    # must reach the rule logs without its token
+    proxy = blob_proxy(demo, ttl=61, fail_first=1)
     results = tmp_path / "results"
     overrides = {
         "stac": {"catalog": str(cat), "signing": "planetary_computer"},
@@ -107,6 +137,8 @@ def test_workflow_run_with_signing_leaves_no_token_anywhere(tmp_path, blob_proxy
     }
     run_workflow(results, ROOT / "config.yaml", overrides=overrides)
     assert list(results.rglob("*.nc")) and proxy.events("read") and not proxy.events("refused")
+    assert proxy.events("fault")
+    assert any("Retrying" in p.read_text() for p in (results / "logs" / "tile").rglob("*.log"))
     secrets = [t["sig"] for t in proxy.events("token")]
     assert secrets
     assert not grep_tree(results, secrets + ["sig="])
