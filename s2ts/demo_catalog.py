@@ -185,11 +185,24 @@ def _transformer(src: str, dst: str) -> Transformer:
     return Transformer.from_crs(src, dst, always_xy=True)
 
 
+_lonlat_bounds = LONLAT_BOUNDS  # the generated extent (generate_demo_catalog's extent_km)
+
+
+def extent_bounds(extent_km: float) -> tuple[float, float, float, float]:
+    """A square of ``extent_km`` (UTM 30N) centred on the default scene, as lon/lat
+    bounds: larger scenes for scale benchmarks (the land cover polygons reach
+    beyond the default extent; further out everything is open water)."""
+    t = _transformer("EPSG:4326", UTM)
+    xmin, ymin, xmax, ymax = t.transform_bounds(*LONLAT_BOUNDS, densify_pts=21)
+    cx, cy, h = (xmin + xmax) / 2, (ymin + ymax) / 2, extent_km * 500.0
+    return _transformer(UTM, "EPSG:4326").transform_bounds(cx - h, cy - h, cx + h, cy + h, densify_pts=21)
+
+
 @functools.lru_cache(maxsize=1)
 def scene_grid() -> Grid:
     """The UTM 30N grid of the scene: the lon/lat box snapped outward to 60 m."""
     t = _transformer("EPSG:4326", UTM)
-    xmin, ymin, xmax, ymax = t.transform_bounds(*LONLAT_BOUNDS, densify_pts=21)
+    xmin, ymin, xmax, ymax = t.transform_bounds(*_lonlat_bounds, densify_pts=21)
     return Grid(
         float(math.floor(xmin / SNAP) * SNAP),
         float(math.floor(ymin / SNAP) * SNAP),
@@ -1374,15 +1387,17 @@ def _catalog_doc() -> dict:
 _OWNED = {"catalog.json", COLLECTION_ID, "truth"}
 
 
-def generate_demo_catalog(out_dir, start="2021-01-01", end="2023-01-01", seed=0, workers=2) -> Path:
+def generate_demo_catalog(out_dir, start="2021-01-01", end="2023-01-01", seed=0, workers=2, extent_km=None) -> Path:
     """Write the synthetic demo catalog and its ground truth under ``out_dir``.
+
+    ``extent_km`` (default: the Arcachon inlet box, about 10 x 14 km) generates a
+    square scene of that size around it instead (benchmarks/scale.py).
 
     ``start`` is inclusive, ``end`` exclusive (ISO dates). The catalog is built in a
     temporary sibling directory and renamed into place, so an interrupted run never
     leaves a half catalog under ``out_dir``. Same arguments -> byte-identical JSON.
     Returns the path of ``catalog.json``.
     """
-    global _STATIC
     out_dir = Path(out_dir)
     d0, d1 = _parse_date(start, "start"), _parse_date(end, "end")
     if d1 <= d0:
@@ -1397,6 +1412,18 @@ def generate_demo_catalog(out_dir, start="2021-01-01", end="2023-01-01", seed=0,
             f"demo catalog: {out_dir} exists and holds files that are not a demo catalog; "
             "it would be replaced as a whole: choose an empty or new directory"
         )
+    global _lonlat_bounds
+    _lonlat_bounds = LONLAT_BOUNDS if extent_km is None else extent_bounds(float(extent_km))
+    scene_grid.cache_clear()
+    try:
+        return _generate(out_dir, d0, d1, seed, workers)
+    finally:
+        _lonlat_bounds = LONLAT_BOUNDS
+        scene_grid.cache_clear()
+
+
+def _generate(out_dir: Path, d0: dt.date, d1: dt.date, seed: int, workers: int) -> Path:
+    global _STATIC
     t0 = time.perf_counter()
     # render from exactly what truth.json will hold (JSON round trip), like Truth does
     scene = json.loads(json.dumps(build_scene()))
@@ -1621,10 +1648,11 @@ def main(argv=None) -> int:
     p.add_argument("--end", default="2023-01-01", help="last sensing date, exclusive (YYYY-MM-DD)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--extent-km", type=float, help="a square scene of this size (default: the Arcachon inlet box)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        path = generate_demo_catalog(args.out_dir, args.start, args.end, args.seed, args.workers)
+        path = generate_demo_catalog(args.out_dir, args.start, args.end, args.seed, args.workers, args.extent_km)
     except UserError as exc:
         print(f"ERROR: {exc}", flush=True)
         return 1

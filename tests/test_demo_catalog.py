@@ -639,3 +639,26 @@ def test_snakemake_entry_point(tmp_path):
     items = list(cat.get_child("sentinel-2-l2a").get_items())
     assert len(items) >= 1
     assert json.loads((tmp_path / "demo" / "truth" / "truth.json").read_text())["seed"] == 3
+
+
+def test_extent_km_generates_a_square_scene_around_the_default_one(tmp_path):
+    """benchmarks/scale.py's larger scenes: the COGs cover a square of the asked
+    size (UTM 30N, snapped outwards to 60 m), centred on the default scene; the
+    default extent is restored afterwards."""
+    import rasterio
+
+    default = dc.scene_grid()
+    cat = dc.generate_demo_catalog(
+        tmp_path / "big", start="2021-01-03", end="2021-01-04", seed=0, workers=1, extent_km=16
+    )
+    tifs = sorted(cat.parent.glob("sentinel-2-l2a/*T30TXQ*/B03.tif"))
+    assert tifs
+    with rasterio.open(tifs[0]) as src:
+        left, bottom, right, top = src.bounds
+    cx, cy = (default.x0 + default.x1) / 2, (default.y0 + default.y1) / 2
+    for lo, hi, c in ((left, right, cx), (bottom, top, cy)):
+        assert 16000 <= hi - lo <= 16000 + 2 * 60 + 1000  # 16 km, snapped out (+ the lon/lat box's bulge)
+        assert abs((lo + hi) / 2 - c) <= 60 + 500
+    truth = dc.load_truth(cat)
+    assert truth.scene["extent"] == [left, bottom, right, top]
+    assert dc.scene_grid() == default
