@@ -189,11 +189,13 @@ def gapfill(
     fill_ends: bool = True,
     max_gap_days: float | None = None,
     skipped: list[dict] | None = None,
+    threads: int = 1,
 ) -> dict:
     """Gap-fill an AOI's masked stores into one ``(time, y, x)`` store; return its attrs.
 
     ``skipped``: dates dropped on read errors (tiles.on_read_error: skip), recorded
-    in the attrs (and from there in the NetCDF's provenance)."""
+    in the attrs (and from there in the NetCDF's provenance). ``threads``: spatial
+    windows filled in parallel (same result)."""
     paths = [Path(p) for p in masked_paths]
     if not paths:
         raise UserError(
@@ -273,15 +275,22 @@ def gapfill(
         CHUNK,
         CHUNK,
     )
+
+    arrays = {b: [g[b] for g in groups] for b in bands}  # opened once: each open reads metadata
+
+    def fill_window(window):
+        ys, xs = window
+        filled, flags = {}, []
+        for b in bands:
+            cube = np.stack([a[ys, xs] for a in arrays[b]])
+            filled[b], flag = gapfill_series(cube, t, fill_ends=fill_ends, max_gap_days=max_gap_days)
+            flags.append(flag)
+        return filled, combine_flags(flags)
+
     with create_store(out_path, specs, attrs, grid, time=times) as out:
-        for k, (ys, xs) in enumerate(windows, 1):
-            flags = []
+        for k, ((ys, xs), (filled, flag)) in enumerate(zip(windows, _map(fill_window, windows, threads)), 1):
             for b in bands:
-                cube = np.stack([g[b][ys, xs] for g in groups])
-                filled, flag = gapfill_series(cube, t, fill_ends=fill_ends, max_gap_days=max_gap_days)
-                out[b][:, ys, xs] = filled
-                flags.append(flag)
-            flag = combine_flags(flags)
+                out[b][:, ys, xs] = filled[b]
             out["flag"][:, ys, xs] = flag
             counts += np.bincount(flag.ravel(), minlength=4)[:4]
             log.info(
@@ -304,6 +313,20 @@ def gapfill(
     return attrs
 
 
+def _map(fn, items: list, threads: int):
+    """``map(fn, items)`` in order; with threads > 1 on a thread pool (numpy
+    releases the GIL in the heavy parts), at most ``2 * threads`` results held."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        step = 2 * threads
+        for i in range(0, len(items), step):
+            yield from pool.map(fn, items[i : i + step])
+
+
 def gapfill_from_snakemake(smk) -> None:
     """Inputs are the AOI's batch folders of per-date masked stores."""
     import json
@@ -320,4 +343,5 @@ def gapfill_from_snakemake(smk) -> None:
         fill_ends=bool(smk.params.fill_ends),
         max_gap_days=smk.params.max_gap_days,
         skipped=skipped,
+        threads=smk.threads,
     )

@@ -264,12 +264,13 @@ def reference_cube(cube, times):
     return ref.reshape(cube.shape), flag.reshape(cube.shape)
 
 
-def test_gapfill_driver_matches_reference(tmp_path):
+@pytest.mark.parametrize("threads", [1, 2])  # 4 spatial windows, filled one by one or two at a time
+def test_gapfill_driver_matches_reference(tmp_path, threads):
     bands = ["B03", "B04", "B08"]
     grid = make_grid(280, 300)
     paths, cubes, strings, metas = make_masked_stores(tmp_path, grid, bands)
     out = tmp_path / "site_1" / "gapfilled.zarr"
-    attrs = gapfill(paths, out, bands)
+    attrs = gapfill(paths, out, bands, threads=threads)
     times = np.array([epoch_seconds(s) for s in strings], dtype=np.int64)
 
     g = open_store(out)

@@ -9,7 +9,7 @@ rule gapfill:
         f"{RESULTS}/benchmarks/gapfill/{{aoi}}.tsv"
     conda:
         "../../envs/array.yaml"
-    threads: 1
+    threads: 2  # spatial windows in parallel (1.25x on 2 cores, benchmarks/scale.py)
     resources:
         mem_mb=2000,
     params:
