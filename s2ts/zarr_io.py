@@ -91,12 +91,32 @@ def read_attrs(path) -> dict:
 def read_arrays(
     path, names: list[str] | None = None, window: tuple[slice, slice] | None = None
 ) -> dict[str, np.ndarray]:
-    """Read named arrays (all data arrays when ``names`` is None), optionally a window."""
-    g = open_store(path)
-    if names is None:
-        names = [k for k in g.array_keys() if k not in ("x", "y", "time")]
+    """Read named arrays (all data arrays when ``names`` is None), optionally a window.
+
+    All arrays are read concurrently in one trip to zarr's event loop (each trip
+    costs about 1 ms; a per-date store is read in 3 instead of 14)."""
+    from zarr.core.sync import sync
+
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
     sel = window if window is not None else (slice(None), slice(None))
-    return {n: g[n][sel] for n in names}
+    return sync(_read_arrays(str(path), names, sel))
+
+
+async def _read_arrays(path: str, names, sel) -> dict[str, np.ndarray]:
+    import asyncio
+
+    import zarr.api.asynchronous as za
+
+    g = await za.open_group(store=path, mode="r")
+    if names is None:
+        names = [k async for k in g.array_keys() if k not in ("x", "y", "time")]
+
+    async def one(name):
+        return await (await g.getitem(name)).getitem(sel)
+
+    values = await asyncio.gather(*(one(n) for n in names))
+    return {n: np.asarray(v) for n, v in zip(names, values)}
 
 
 @contextlib.contextmanager
@@ -112,15 +132,26 @@ def create_store(path, specs: dict, attrs: dict, grid: dict, time: np.ndarray | 
     0 included, is meaningful). Unwritten windows read as the fill value.
 
     Yields the open Zarr group: assign windows, e.g. ``g["B04"][:, ys, xs] = cube``.
-    ``data`` (``{name: array}``) writes whole arrays at creation. Attributes are
-    given at creation too: each Zarr metadata or chunk operation is a round trip
-    to zarr's event loop (about 1 ms), so a store costs about 2 per array.
+    ``data`` (``{name: array}``) writes whole arrays at creation. The group, every
+    array with its attributes, and ``data`` are created concurrently in one trip to
+    zarr's event loop (each trip costs about 1 ms; a per-date store took 43).
     Everything is written under a temporary name beside ``path`` and renamed into
     place only when the ``with`` block ends without error.
     """
     import zarr
+    from zarr.core.sync import sync
 
     from s2ts.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        yield zarr.Group(sync(_create(str(tmp), specs, attrs, grid, time, data)))
+
+
+async def _create(path: str, specs: dict, attrs: dict, grid: dict, time, data):
+    """The store's group, coordinates and arrays (and ``data``), created concurrently."""
+    import asyncio
+
+    import zarr.api.asynchronous as za
 
     x, y = grid_coords(grid)
     space = (int(grid["height"]), int(grid["width"]))
@@ -128,39 +159,37 @@ def create_store(path, specs: dict, attrs: dict, grid: dict, time: np.ndarray | 
     chunks = (CHUNK, CHUNK) if time is None else (max(1, len(time)), CHUNK, CHUNK)
     chunks = tuple(min(c, s) if s else 1 for c, s in zip(chunks, shape))
     dims = ["y", "x"] if time is None else ["time", "y", "x"]
-    with atomic_path(path) as tmp:
-        g = zarr.open_group(store=str(tmp), mode="w", zarr_format=3, attributes=json.loads(json.dumps(attrs)))
-        coords = [(name, coord, _coord_attrs(name)) for name, coord in (("x", x), ("y", y))]
-        if time is not None:
-            time_attrs = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"}
-            coords.append(("time", np.asarray(time, dtype="int64"), time_attrs))
-        for name, coord, coord_attrs in coords:
-            a = g.create_array(
-                name,
-                shape=coord.shape,
-                dtype=coord.dtype,
-                dimension_names=[name],
-                fill_value=None,
-                attributes=coord_attrs,
-            )
-            a[:] = coord
-        for name, spec in specs.items():
-            spec = spec if isinstance(spec, dict) else {"dtype": spec}
-            dtype = np.dtype(spec["dtype"])
-            fill = fill_value(name, dtype)
-            array_attrs = dict(spec.get("attrs", {}))
-            if spec.get("masked", True):
-                array_attrs["_FillValue"] = int(fill)
-            a = g.create_array(
-                name,
-                shape=shape,
-                dtype=dtype,
-                chunks=chunks,
-                fill_value=fill,
-                dimension_names=dims,
-                compressors=_compressor(),
-                attributes=json.loads(json.dumps(array_attrs)),
-            )
-            if data is not None and name in data:
-                a[...] = data[name]
-        yield g
+    g = await za.open_group(store=path, mode="w", zarr_format=3, attributes=json.loads(json.dumps(attrs)))
+    todo = []  # (name, create_array keywords, values to write or None)
+    coords = [(name, coord, _coord_attrs(name)) for name, coord in (("x", x), ("y", y))]
+    if time is not None:
+        time_attrs = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"}
+        coords.append(("time", np.asarray(time, dtype="int64"), time_attrs))
+    for name, coord, coord_attrs in coords:
+        kw = dict(shape=coord.shape, dtype=coord.dtype, dimension_names=[name], fill_value=None)
+        todo.append((name, {**kw, "attributes": coord_attrs}, coord))
+    for name, spec in specs.items():
+        spec = spec if isinstance(spec, dict) else {"dtype": spec}
+        dtype = np.dtype(spec["dtype"])
+        fill = fill_value(name, dtype)
+        array_attrs = dict(spec.get("attrs", {}))
+        if spec.get("masked", True):
+            array_attrs["_FillValue"] = int(fill)
+        kw = dict(
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            fill_value=fill,
+            dimension_names=dims,
+            compressors=_compressor(),
+            attributes=json.loads(json.dumps(array_attrs)),
+        )
+        todo.append((name, kw, None if data is None else data.get(name)))
+
+    async def one(name, kw, values):
+        a = await g.create_array(name, **kw)
+        if values is not None:
+            await a.setitem(Ellipsis, np.asarray(values))
+
+    await asyncio.gather(*(one(*t) for t in todo))
+    return g

@@ -345,6 +345,7 @@ def test_from_snakemake_wrappers(tmp_path):
         input=SimpleNamespace(masked=masked),
         output=SimpleNamespace(cube=str(tmp_path / "again.zarr")),
         params=SimpleNamespace(bands=BANDS, fill_ends=True, max_gap_days=None),
+        threads=2,
     )
     gapfill_from_snakemake(smk)
     smk = SimpleNamespace(
