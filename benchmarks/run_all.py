@@ -247,7 +247,6 @@ def demo_runs(fig: dict, quick: bool) -> None:
             sits = child_json("original_sits.py", ["--ours", str(nc)])
             if sits:
                 fig["original"] = sits
-    return None
 
 
 def original_scale(fig: dict) -> None:

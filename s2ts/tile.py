@@ -183,10 +183,12 @@ def _locate_failure(items, assets, patch_url, exc) -> str:
     # GDAL remembers a remote file that failed (/vsicurl/ cache): probe it afresh so
     # the message gives the real cause (e.g. "Operation timed out")
     with rasterio.Env(CPL_VSIL_CURL_NON_CACHED="/vsicurl/", **gdal_options()):
-        return _probe(items, assets, patch_url, exc, rasterio)
+        return _probe(items, assets, patch_url, exc)
 
 
-def _probe(items, assets, patch_url, exc, rasterio) -> str:
+def _probe(items, assets, patch_url, exc) -> str:
+    import rasterio
+
     for it in items:
         for key in assets:
             href = it["assets"][key]["href"]
