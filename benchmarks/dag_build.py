@@ -4,7 +4,8 @@ Builds a results tree whose AOI and manifest stages are already done (grid.json,
 inside.npy, manifest.csv/json and one item file per date, written by the real
 stage code on synthetic items), then times `snakemake -n` planning every
 tile/offset_fix/mask/gapfill/netcdf job. Prints seconds and jobs planned, for
-tiles.batch=date (one job per date and stage) and tiles.batch=month.
+the defaults (a tile job per date, offset_fix and mask jobs per month), for one
+job per date and stage (tiles.light_batch: tile) and for tiles.batch: month.
 
     python benchmarks/dag_build.py [--polygons 10] [--dates 600]
 """
@@ -52,6 +53,9 @@ def build(work: Path, n_poly: int, n_dates: int) -> Path:
             (d / "items" / f"{day}.json").write_text('{"type": "FeatureCollection", "features": []}\n')
         (d / "manifest.csv").write_text(",".join(MANIFEST_COLUMNS) + "\n")
         (d / "manifest.json").write_text(json.dumps({"aoi": aoi.id, "dates": [str(x) for x in days], "counts": {}}))
+        for kind, suffix in (("benchmarks", "tsv"), ("logs", "log")):  # a finished job's files
+            (results / kind / "stac_manifest").mkdir(parents=True, exist_ok=True)
+            (results / kind / "stac_manifest" / f"{aoi.id}.{suffix}").write_text("")
     cfg = work / "cfg.yaml"
     cfg.write_text(
         f"aoi: {{path: {vec}}}\nstac: {{catalog: {work}/catalog.json}}\n"
@@ -61,11 +65,11 @@ def build(work: Path, n_poly: int, n_dates: int) -> Path:
     return cfg
 
 
-def time_dry_run(cfg: Path, batch: str) -> tuple[float, int]:
+def time_dry_run(cfg: Path, batch: str, light: str = "month") -> tuple[float, int]:
     t0 = time.perf_counter()
     out = subprocess.run(
         [str(Path(sys.executable).parent / "snakemake"), "-n", "--quiet", "rules", "--cores", "2",
-         "--configfile", str(cfg), "--config", f"tiles={{'batch': '{batch}'}}"],
+         "--configfile", str(cfg), "--config", f"tiles={{'batch': '{batch}', 'light_batch': '{light}'}}"],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     dt_s = time.perf_counter() - t0
@@ -83,11 +87,12 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = build(Path(tmp), a.polygons, a.dates)
         res = {}
-        for batch in ("date", "month"):
-            secs, jobs = time_dry_run(cfg, batch)
-            res[batch] = {"seconds": round(secs, 2), "jobs": jobs}
+        for batch, light in (("date", "month"), ("date", "tile"), ("month", "month")):
+            secs, jobs = time_dry_run(cfg, batch, light)
+            res[f"{batch}/{light}"] = {"seconds": round(secs, 2), "jobs": jobs}
             print(
-                f"snakemake -n, {a.polygons} polygons x {a.dates} dates, tiles.batch={batch}: {secs:.1f} s, {jobs} jobs planned"
+                f"snakemake -n, {a.polygons} polygons x {a.dates} dates, tiles.batch={batch}, "
+                f"tiles.light_batch={light}: {secs:.1f} s, {jobs} jobs planned"
             )
     return res
 

@@ -1,11 +1,18 @@
 """Date batches: the unit of work of the per-date stages (tile, offset_fix, mask).
 
-``tiles.batch`` is ``date`` (one date per job, the default: best for a cluster
-reading over the network, and every date's store is its own job), ``month``,
-``year`` or a number N of dates. Each job still writes one Zarr store per date,
-inside its batch folder ``<stage>/<batch>/<date>.zarr``. Batches are calendar
-periods (or runs of N dates counted from the first date), so new acquisitions
-at the end of the series only ever touch the newest batch.
+``tiles.batch`` is the tile stage's unit: ``date`` (one date per job, the default:
+best for a cluster reading over the network, and every date's read is its own
+job), ``month``, ``year`` or a number N of dates. ``tiles.light_batch`` is the
+unit of the light stages that follow (offset_fix, mask: numpy on local files, a
+few milliseconds per date, where a job's Python start-up costs a hundred times
+more): ``month`` (the default) or ``year`` gather the tile batches by the
+calendar period of their first date, ``tile`` keeps one job per tile batch. A
+light batch is always a union of whole tile batches.
+
+Each job still writes one Zarr store per date, inside its batch folder
+``<stage>/<batch>/<date>.zarr``. Batches are calendar periods (or runs of N
+dates counted from the first date), so new acquisitions at the end of the
+series only ever touch the newest batch, tile or light.
 """
 
 from __future__ import annotations
@@ -15,17 +22,27 @@ import re
 BATCH_RE = r"\d{4}(-\d{2}(-\d{2})?)?|n\d{5}"
 
 
-def each_store(in_dir, out_dir, fn) -> None:
-    """Apply ``fn(in_store, out_store)`` to every per-date store of a batch folder,
-    carrying the batch's record of skipped dates (tiles.on_read_error: skip)."""
+def each_store(in_dirs, out_dir, fn) -> None:
+    """Apply ``fn(in_store, out_store)`` to every per-date store of one or more batch
+    folders (the tile batches of a light batch), writing them all into ``out_dir``
+    with the batches' records of skipped dates (tiles.on_read_error: skip) merged."""
+    import json
     from pathlib import Path
 
-    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if isinstance(in_dirs, (str, Path)):
+        in_dirs = [in_dirs]
+    in_dirs, out_dir = [Path(d) for d in in_dirs], Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    skipped = in_dir / "skipped.json"
-    if skipped.exists():
-        (out_dir / "skipped.json").write_bytes(skipped.read_bytes())
-    for store in sorted(in_dir.glob("*.zarr")):
+    skipped = [
+        e for d in in_dirs if (d / "skipped.json").exists() for e in json.loads((d / "skipped.json").read_text())
+    ]
+    if skipped:
+        (out_dir / "skipped.json").write_text(json.dumps(skipped, indent=1) + "\n")
+    stores = sorted((s for d in in_dirs for s in d.glob("*.zarr")), key=lambda s: s.name)
+    names = [s.name for s in stores]
+    if len(set(names)) != len(names):
+        raise ValueError(f"the same date's store is in two batch folders of {out_dir.name}: {sorted(names)}")
+    for store in stores:
         fn(store, out_dir / store.name)
 
 
@@ -49,4 +66,22 @@ def group_dates(dates: list[str], mode) -> dict[str, list[str]]:
     for i, d in enumerate(sorted(dates)):
         out.setdefault(batch_id(d, i, mode), []).append(d)
     assert all(re.fullmatch(BATCH_RE, b) for b in out)
+    return out
+
+
+CALENDAR = {"date": 0, "month": 1, "year": 2}
+
+
+def light_batches(tile_batches: dict[str, list[str]], tile_mode, mode) -> dict[str, list[str]]:
+    """``{light batch: [tile batches]}``: the tile batches (``group_dates`` output) that
+    one offset_fix or mask job takes. ``mode`` ``tile``: one per tile batch; ``month``
+    or ``year``: gathered by the calendar period of their first date, or one per tile
+    batch when the tile batches are already that coarse (``tile_mode`` month or year)."""
+    if mode not in ("tile", "month", "year"):
+        raise ValueError(f"tiles.light_batch must be month, year or tile, not {mode!r}")
+    if mode == "tile" or CALENDAR.get(str(tile_mode), -1) >= CALENDAR[mode]:
+        return {b: [b] for b in tile_batches}
+    out: dict[str, list[str]] = {}
+    for b, dates in tile_batches.items():
+        out.setdefault(batch_id(dates[0], 0, mode), []).append(b)
     return out

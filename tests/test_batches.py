@@ -1,8 +1,10 @@
 """Date batches: calendar periods or runs of N dates; new dates only touch the newest batch."""
 
+import json
+
 import pytest
 
-from s2ts.batches import group_dates
+from s2ts.batches import each_store, group_dates, light_batches
 
 DATES = ["2021-12-30", "2022-01-04", "2022-01-09", "2022-02-03", "2023-01-02"]
 
@@ -27,3 +29,91 @@ def test_new_dates_only_touch_the_newest_batch(mode):
     last_old = list(before)[-1]
     assert all(b >= last_old for b in changed)  # only the newest existing batch or new ones
     assert all(before[b] == after[b] for b in before if b != last_old)
+
+
+SERIES = ["2021-12-30", "2022-01-04", "2022-01-09", "2022-01-14", "2022-02-03", "2022-02-08", "2023-01-02"]
+
+
+@pytest.mark.parametrize("tile_mode", ["date", "month", "year", 1, 2, 3])
+@pytest.mark.parametrize("light_mode", ["month", "year", "tile"])
+def test_light_batches_are_unions_of_whole_tile_batches(tile_mode, light_mode):
+    tiles = group_dates(SERIES, tile_mode)
+    light = light_batches(tiles, tile_mode, light_mode)
+    flat = [b for bs in light.values() for b in bs]
+    assert flat == list(tiles)  # every tile batch exactly once, in date order
+    for lb, bs in light.items():
+        dates = [d for b in bs for d in tiles[b]]
+        if light_mode == "tile":
+            assert bs == [lb]
+        elif light_mode == "month" and tile_mode in ("date", 1, 2, 3):
+            assert lb == dates[0][:7]  # named by the month of its first date
+        elif light_mode == "year" and tile_mode not in ("year",):
+            assert lb == dates[0][:4]
+        else:  # tile batches already as coarse as the light period
+            assert bs == [lb]
+
+
+def test_light_batches_by_month_of_date_batches():
+    tiles = group_dates(SERIES, "date")
+    assert light_batches(tiles, "date", "month") == {
+        "2021-12": ["2021-12-30"],
+        "2022-01": ["2022-01-04", "2022-01-09", "2022-01-14"],
+        "2022-02": ["2022-02-03", "2022-02-08"],
+        "2023-01": ["2023-01-02"],
+    }
+    # runs of 2 dates gathered by the month of their first date (a run may cross a month)
+    assert light_batches(group_dates(SERIES, 2), 2, "month") == {
+        "2021-12": ["n00000"],
+        "2022-01": ["n00001"],
+        "2022-02": ["n00002"],
+        "2023-01": ["n00003"],
+    }
+    with pytest.raises(ValueError, match="light_batch must be month, year or tile"):
+        light_batches(tiles, "date", "week")
+
+
+@pytest.mark.parametrize("tile_mode", ["date", "month", 2])
+@pytest.mark.parametrize("light_mode", ["month", "year", "tile"])
+def test_new_dates_only_touch_the_newest_light_batch(tile_mode, light_mode):
+    def light_dates(dates):
+        tiles = group_dates(dates, tile_mode)
+        return {lb: [d for b in bs for d in tiles[b]] for lb, bs in light_batches(tiles, tile_mode, light_mode).items()}
+
+    before = light_dates(SERIES)
+    after = light_dates(SERIES + ["2023-01-07", "2023-03-01"])
+    last_old = list(before)[-1]
+    assert all(before[b] == after[b] for b in before if b != last_old)
+    assert all(b >= last_old for b in after if before.get(b) != after[b])
+
+
+def _store(path, value):
+    import numpy as np
+
+    path.mkdir(parents=True)
+    (path / "v.npy").write_bytes(np.array([value]).tobytes())
+
+
+def test_each_store_takes_several_batch_folders_and_merges_skipped(tmp_path):
+    a, b = tmp_path / "tile" / "2022-01-04", tmp_path / "tile" / "2022-01-09"
+    _store(a / "2022-01-04.zarr", 1)
+    _store(b / "2022-01-09.zarr", 2)
+    (a / "skipped.json").write_text(json.dumps([{"date": "2022-01-05", "reason": "x"}]))
+    (b / "skipped.json").write_text(json.dumps([{"date": "2022-01-10", "reason": "y"}]))
+    seen = []
+    out = tmp_path / "offset_fix" / "2022-01"
+    each_store([str(b), str(a)], out, lambda s, o: seen.append((s.name, o)))
+    assert seen == [("2022-01-04.zarr", out / "2022-01-04.zarr"), ("2022-01-09.zarr", out / "2022-01-09.zarr")]
+    assert [e["date"] for e in json.loads((out / "skipped.json").read_text())] == ["2022-01-10", "2022-01-05"]
+    # one folder (a light batch equal to its tile batch) as before; no skipped.json when none
+    seen.clear()
+    (b / "skipped.json").unlink()
+    (a / "skipped.json").unlink()
+    each_store(b, tmp_path / "m", lambda s, o: seen.append(s.name))
+    assert seen == ["2022-01-09.zarr"] and not (tmp_path / "m" / "skipped.json").exists()
+
+
+def test_each_store_refuses_a_date_in_two_folders(tmp_path):
+    _store(tmp_path / "x" / "2022-01-04.zarr", 1)
+    _store(tmp_path / "y" / "2022-01-04.zarr", 2)
+    with pytest.raises(ValueError, match="same date's store is in two batch folders"):
+        each_store([tmp_path / "x", tmp_path / "y"], tmp_path / "out", lambda s, o: None)

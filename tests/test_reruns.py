@@ -120,21 +120,33 @@ def test_nothing_changed_no_job(scenario):
 
 
 def test_new_acquisitions_only_new_dates(scenario):
+    """Defaults: a tile job per date, offset_fix and mask jobs per month (tiles.light_batch).
+    The period grows from mid-February into March: the new dates' tiles are read, the
+    February and March light batches redone (February's old dates recomputed to the same
+    bytes), every other store untouched."""
     wd = scenario()
     old = {a: dates_of(wd, a) for a in ("banc_arguin", "cap_ferret", "dune_du_pilat")}
     before = snapshot(wd)
+    res = wd / "results"
+    light_stores = {k: (res / k).read_bytes() for k in before if "/offset_fix/" in k or "/mask/" in k}
     _, jobs = run(wd, config(wd, **{"dates.end": LATER}))
     new = {a: sorted(set(dates_of(wd, a)) - set(old[a])) for a in old}
     assert all(new.values())
+    months = {a: {d[:7] for d in new[a]} for a in new}
+    assert all(m == {"2022-02", "2022-03"} for m in months.values())
     per_date = {(r, w) for r, w in jobs if r in ("tile", "offset_fix", "mask")}
-    expected = {(r, f"aoi={a}, batch={d}") for a in new for d in new[a] for r in ("tile", "offset_fix", "mask")}
+    expected = {("tile", f"aoi={a}, batch={d}") for a in new for d in new[a]}
+    expected |= {(r, f"aoi={a}, batch={m}") for a in new for m in months[a] for r in ("offset_fix", "mask")}
     assert per_date == expected
     assert [r for r in DATA if r in rules_of(jobs)] == DATA[1:]
     after = snapshot(wd)
-    old_tiles = [
-        k for k in before if "/tile/" in k or "/offset_fix/" in k or "/mask/" in k
-    ]  # default: a batch per date
-    assert old_tiles and all(after[k] == before[k] for k in old_tiles)  # existing per-date stores untouched
+    old_tiles = [k for k in before if "/tile/" in k]
+    assert old_tiles and all(after[k] == before[k] for k in old_tiles)  # existing tile stores untouched
+    january = [k for k in light_stores if "/2022-01/" in k]
+    assert january and all(after[k] == before[k] for k in january)  # untouched light batch
+    february = [k for k in light_stores if "/2022-02/" in k]
+    assert february and all(after[k] != before[k] for k in february)  # redone ...
+    assert all((res / k).read_bytes() == light_stores[k] for k in february)  # ... to the same bytes
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from s2ts.aoi_grid import check_resolution, read_aois
-from s2ts.batches import BATCH_RE, group_dates
+from s2ts.batches import BATCH_RE, group_dates, light_batches
 from s2ts.config import check_config
 from s2ts.errors import UserError
 from s2ts.tile import signing_mode
@@ -35,6 +35,7 @@ CATALOG = str(Path(config["demo"]["path"]) / "catalog.json") if DEMO else config
 SIGNING = signing_mode(config["stac"]["signing"], CATALOG)
 NC_SUFFIX = f"{config['dates']['start']}_{config['dates']['end']}"
 BATCH = config["tiles"]["batch"]
+LIGHT_BATCH = config["tiles"]["light_batch"]
 
 
 wildcard_constraints:
@@ -100,8 +101,25 @@ def _group(dates, mode):
 
 
 def batches(aoi):
-    """{batch: [dates]} of one AOI (tiles.batch: date, month, year or N dates)."""
+    """{tile batch: [dates]} of one AOI (tiles.batch: date, month, year or N dates)."""
     return _group(manifest_dates(aoi), BATCH)
+
+
+@functools.cache
+def _light(dates, mode, light_mode):
+    return light_batches(_group(dates, mode), mode, light_mode)
+
+
+def light(aoi):
+    """{light batch: [tile batches]} of one AOI: the unit of the offset_fix and mask
+    jobs (tiles.light_batch). With tiles.batch: date, one month per job instead of
+    one date: 18,042 -> 8,012 jobs for 10 polygons x 600 dates (DAG build 30 -> 14 s)."""
+    return _light(manifest_dates(aoi), BATCH, LIGHT_BATCH)
+
+
+def light_tile_dirs(wildcards):
+    """The tile batch folders an offset_fix job reads."""
+    return [f"{RESULTS}/{wildcards.aoi}/tile/{b}" for b in light(wildcards.aoi)[wildcards.batch]]
 
 
 def batch_item_files(wildcards):
@@ -121,7 +139,7 @@ def items_digest(wildcards):
 
 
 def masked_batches(wildcards):
-    return [f"{RESULTS}/{wildcards.aoi}/mask/{b}" for b in batches(wildcards.aoi)]
+    return [f"{RESULTS}/{wildcards.aoi}/mask/{b}" for b in light(wildcards.aoi)]
 
 
 def final_outputs(wildcards):
@@ -162,10 +180,9 @@ def figures_inputs(wildcards):
     """The products the figures are drawn from: the NetCDF, the manifest, the AOI
     grid and every date's tile, offset_fix and mask store (batch folders)."""
     aoi = wildcards.aoi
-    stages = {"tiles": "tile", "offset_fixed": "offset_fix", "masked": "mask"}
-    inputs = {
-        k: [f"{RESULTS}/{aoi}/{stage}/{b}" for b in batches(aoi)] for k, stage in stages.items()
-    }
+    inputs = {"tiles": [f"{RESULTS}/{aoi}/tile/{b}" for b in batches(aoi)]}
+    for k, stage in (("offset_fixed", "offset_fix"), ("masked", "mask")):
+        inputs[k] = [f"{RESULTS}/{aoi}/{stage}/{b}" for b in light(aoi)]
     inputs.update(
         nc=f"{RESULTS}/{aoi}/{aoi}_{NC_SUFFIX}.nc",
         manifest=f"{RESULTS}/{aoi}/manifest.csv",
@@ -184,10 +201,9 @@ def benchmark_files(wildcards):
         files.append(f"{bench}/stac_manifest/{aoi}.tsv")
         if not manifest_dates(aoi):
             continue
-        for b in batches(aoi):
-            files.extend(
-                f"{bench}/{stage}/{aoi}/{b}.tsv" for stage in ("tile", "offset_fix", "mask")
-            )
+        files.extend(f"{bench}/tile/{aoi}/{b}.tsv" for b in batches(aoi))
+        for b in light(aoi):
+            files.extend(f"{bench}/{stage}/{aoi}/{b}.tsv" for stage in ("offset_fix", "mask"))
         files.extend(f"{bench}/{stage}/{aoi}.tsv" for stage in ("gapfill", "netcdf"))
         if config["figures"]["enabled"]:
             files.append(f"{bench}/figures/{aoi}.tsv")

@@ -1,6 +1,6 @@
 rule offset_fix:
     input:
-        tiles=f"{RESULTS}/{{aoi}}/tile/{{batch}}",
+        tiles=light_tile_dirs,
     output:
         tiles=directory(f"{RESULTS}/{{aoi}}/offset_fix/{{batch}}"),
     log:
