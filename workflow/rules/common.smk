@@ -113,7 +113,8 @@ def _light(dates, mode, light_mode):
 def light(aoi):
     """{light batch: [tile batches]} of one AOI: the unit of the offset_fix and mask
     jobs (tiles.light_batch). With tiles.batch: date, one month per job instead of
-    one date: 18,042 -> 8,012 jobs for 10 polygons x 600 dates (DAG build 30 -> 14 s)."""
+    one date: 18,032 -> 8,012 jobs for 10 polygons x 600 dates (snakemake -n 30-31 s
+    -> 16 s, docs/performance.md section 4)."""
     return _light(manifest_dates(aoi), BATCH, LIGHT_BATCH)
 
 
