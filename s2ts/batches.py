@@ -40,8 +40,9 @@ def each_store(in_dirs, out_dir, fn) -> None:
         (out_dir / "skipped.json").write_text(json.dumps(skipped, indent=1) + "\n")
     stores = sorted((s for d in in_dirs for s in d.glob("*.zarr")), key=lambda s: s.name)
     names = [s.name for s in stores]
-    if len(set(names)) != len(names):
-        raise ValueError(f"the same date's store is in two batch folders of {out_dir.name}: {sorted(names)}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"the same date's store is in two batch folders of {out_dir.name}: {twice}")
     for store in stores:
         fn(store, out_dir / store.name)
 

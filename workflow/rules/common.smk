@@ -118,6 +118,12 @@ def light(aoi):
     return _light(manifest_dates(aoi), BATCH, LIGHT_BATCH)
 
 
+def batch_dirs(aoi, stage):
+    """The batch folders of a per-date stage of one AOI: tile batches for tile,
+    light batches for offset_fix and mask."""
+    return [f"{RESULTS}/{aoi}/{stage}/{b}" for b in (batches if stage == "tile" else light)(aoi)]
+
+
 def light_tile_dirs(wildcards):
     """The tile batch folders an offset_fix job reads."""
     return [f"{RESULTS}/{wildcards.aoi}/tile/{b}" for b in light(wildcards.aoi)[wildcards.batch]]
@@ -140,7 +146,7 @@ def items_digest(wildcards):
 
 
 def masked_batches(wildcards):
-    return [f"{RESULTS}/{wildcards.aoi}/mask/{b}" for b in light(wildcards.aoi)]
+    return batch_dirs(wildcards.aoi, "mask")
 
 
 def final_outputs(wildcards):
@@ -181,9 +187,8 @@ def figures_inputs(wildcards):
     """The products the figures are drawn from: the NetCDF, the manifest, the AOI
     grid and every date's tile, offset_fix and mask store (batch folders)."""
     aoi = wildcards.aoi
-    inputs = {"tiles": [f"{RESULTS}/{aoi}/tile/{b}" for b in batches(aoi)]}
-    for k, stage in (("offset_fixed", "offset_fix"), ("masked", "mask")):
-        inputs[k] = [f"{RESULTS}/{aoi}/{stage}/{b}" for b in light(aoi)]
+    stages = {"tiles": "tile", "offset_fixed": "offset_fix", "masked": "mask"}
+    inputs = {k: batch_dirs(aoi, stage) for k, stage in stages.items()}
     inputs.update(
         nc=f"{RESULTS}/{aoi}/{aoi}_{NC_SUFFIX}.nc",
         manifest=f"{RESULTS}/{aoi}/manifest.csv",
