@@ -145,3 +145,43 @@ def test_tile_store_opens_in_xarray(tmp_path, base):
     ds = xr.open_zarr(tmp_path / "t.zarr", consolidated=False)
     assert ds["B03"].dims == ("y", "x") and float(ds.x[0]) == X0 + 5 and float(ds.y[0]) == Y1 - 5
     assert read_attrs(tmp_path / "t.zarr")["date"] == "2024-06-01"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rule_threads_drive_the_loader_and_gdal(tmp_path, base, monkeypatch, threads):
+    """The job's ``threads`` (what SLURM allocated) become odc-stac's read pool (none
+    for one thread: reads in the calling thread) and GDAL_NUM_THREADS; same pixels."""
+    import os
+    from types import SimpleNamespace
+
+    import odc.stac
+
+    from s2ts.tile import tile_from_snakemake
+
+    calls = []
+    real_load = odc.stac.load
+
+    def recording_load(*args, **kwargs):  # the real loader, its pool argument recorded
+        calls.append(kwargs.get("pool"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(odc.stac, "load", recording_load)
+    monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
+    bands = ramp()
+    it = local_item(base, tmp_path / "cog", bands, all_classes_scl(), X0, Y1)
+    smk = SimpleNamespace(
+        threads=threads,
+        input=SimpleNamespace(
+            item_files=[write_items_file(tmp_path / "2024-06-01.json", [it])],
+            grid=write_grid_json(tmp_path / "grid.json", utm_grid(32613, X0, Y1, N, N, 10)),
+        ),
+        params=SimpleNamespace(bands=["B03", "B04", "B08"], mask_band="SCL", signing="none", on_read_error="fail"),
+        output=SimpleNamespace(tiles=str(tmp_path / "tile" / "2024-06-01")),
+        wildcards=SimpleNamespace(batch="2024-06-01"),
+    )
+    tile_from_snakemake(smk)
+    assert os.environ["GDAL_NUM_THREADS"] == str(threads)
+    assert calls and all(p == (threads if threads > 1 else None) for p in calls)
+    out = read_arrays(tmp_path / "tile" / "2024-06-01" / "2024-06-01.zarr")
+    for b in bands:
+        np.testing.assert_array_equal(out[b], bands[b])
