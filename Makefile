@@ -23,15 +23,15 @@ $(STAMP): requirements.lock
 # The whole workflow on the embedded offline demo catalog (Banc d'Arguin, 2021-2022).
 demo: venv
 	@$(BIN)/python -m s2ts.stale_lock .
-	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) --configfile config/demo.yaml
-	$(BIN)/snakemake --workflow-profile workflow/profiles/default --configfile config/demo.yaml --report results/demo/report.html
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	$(BIN)/snakemake --configfile config/demo.yaml --report results/demo/report.html
 	@$(BIN)/python -m s2ts.outputs config/demo.yaml
 
 # The multi-polygon demo (three Arcachon sites).
 demo-sites: venv
 	@$(BIN)/python -m s2ts.stale_lock .
-	$(BIN)/snakemake --workflow-profile workflow/profiles/default --cores $(CORES) --configfile config/demo.yaml config/demo-sites.yaml
-	$(BIN)/snakemake --workflow-profile workflow/profiles/default --configfile config/demo.yaml config/demo-sites.yaml --report results/demo-sites/report.html
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml config/demo-sites.yaml
+	$(BIN)/snakemake --configfile config/demo.yaml config/demo-sites.yaml --report results/demo-sites/report.html
 	@$(BIN)/python -m s2ts.outputs config/demo.yaml config/demo-sites.yaml
 
 # Lint and format checks, then the test suite.

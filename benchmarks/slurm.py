@@ -49,10 +49,10 @@ def main(argv=None):
     ap.add_argument("--end", default="2022-03-01")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
-    slurm = ["--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"), "--jobs", "8"]
+    slurm = ["--workflow-profile", str(ROOT / "profiles" / "slurm"), "--jobs", "8"]
     ungrouped = ["--groups", "tile=g_tile", "offset_fix=g_off", "mask=g_mask"]
     ungrouped += ["--group-components", "g_tile=1", "g_off=1", "g_mask=1"]
-    local = ["--workflow-profile", str(ROOT / "workflow" / "profiles" / "default")]
+    local = []  # profiles/default/ is found by Snakemake itself
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

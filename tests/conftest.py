@@ -383,7 +383,6 @@ def run_workflow(results: Path, *configfiles: Path | str, extra=(), overrides: d
     over.write_text(yaml.safe_dump(cfg))
     cmd = [
         str(VENV_BIN / "snakemake"),
-        "--workflow-profile", str(ROOT / "workflow" / "profiles" / "default"),
         "--cores", "2",
         "--configfile", *map(str, configfiles), str(over),
         *extra,

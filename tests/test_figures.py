@@ -76,7 +76,6 @@ def short_demo_run(tmp_path_factory) -> Path:
     cfg.write_text(yaml.safe_dump({"dates": SHORT, "results": str(results), "export": {"csv": True}}))
     cmd = [
         str(VENV_BIN / "snakemake"),
-        "--workflow-profile", str(ROOT / "workflow" / "profiles" / "default"),
         "--cores", "2",
         "--configfile", str(ROOT / "config" / "demo.yaml"), str(cfg),
     ]  # fmt: skip

@@ -30,7 +30,7 @@ def start(wd, cfg):
 
     (wd / "run.yaml").write_text(yaml.safe_dump(cfg))
     cmd = [
-        str(VENV_BIN / "snakemake"), "--workflow-profile", str(wd / "workflow" / "profiles" / "default"),
+        str(VENV_BIN / "snakemake"),
         "--cores", "2", "--configfile", str(wd / "run.yaml"), "--directory", str(wd), "-s", str(wd / "Snakefile"),
     ]  # fmt: skip
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}

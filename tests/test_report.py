@@ -45,7 +45,6 @@ def report(tmp_path_factory) -> tuple[Path, Path]:
         cfg = results.parent / "cfg.yaml"
         cmd = [
             str(VENV_BIN / "snakemake"),
-            "--workflow-profile", str(ROOT / "workflow" / "profiles" / "default"),
             "--configfile", str(ROOT / "config" / "demo.yaml"), str(cfg),
             "--report", str(out),
         ]  # fmt: skip

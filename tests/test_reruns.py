@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import ROOT, jobs_run, run_workflow
 
-CODE = ["Snakefile", "config.yaml", "workflow", "scripts", "s2ts", "envs"]
+CODE = ["Snakefile", "config.yaml", "workflow", "profiles", "scripts", "s2ts", "envs"]
 START, END, LATER = "2022-01-20", "2022-02-15", "2022-03-05"
 
 

@@ -1,5 +1,5 @@
 """End-to-end check of the SLURM profile on a real cluster: runs a throwaway
-Snakefile through workflow/profiles/slurm and proves every job ran under SLURM.
+Snakefile through profiles/slurm and proves every job ran under SLURM.
 
 Needs the local cluster of cluster/slurm/start.sh (or any SLURM whose default
 partition is `debug`); skipped when `sinfo` is missing or does not answer."""
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROFILE = ROOT / "workflow" / "profiles" / "slurm"
+PROFILE = ROOT / "profiles" / "slurm"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 SNAKEFILE = """

@@ -1,5 +1,5 @@
 """The multi-polygon demo on a real SLURM cluster (cluster/slurm/start.sh, started
-by .ci/run) with workflow/profiles/slurm: same NetCDFs (values and coordinates) as
+by .ci/run) with profiles/slurm: same NetCDFs (values and coordinates) as
 the local executor, and per-date jobs grouped into few SLURM submissions."""
 
 import math
@@ -32,7 +32,7 @@ def test_sites_on_slurm_equal_local(tmp_path, cluster):
         tmp_path / "slurm",
         *CONFIGS,
         overrides=PERIOD,
-        extra=["--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"), "--jobs", "4"],
+        extra=["--workflow-profile", str(ROOT / "profiles" / "slurm"), "--jobs", "4"],
     )
     assert local.returncode == slurm.returncode == 0
     submitted = len(re.findall(r"submitted with SLURM jobid", slurm.stderr))

@@ -1,9 +1,9 @@
 rule aoi_grid:
     output:
-        grid=f"{RESULTS}/{{aoi}}/aoi/grid.json",
-        inside=f"{RESULTS}/{{aoi}}/aoi/inside.npy",
+        grid="<results>/{aoi}/aoi/grid.json",
+        inside="<results>/{aoi}/aoi/inside.npy",
     log:
-        f"{RESULTS}/logs/aoi_grid/{{aoi}}.log",
+        "<results>/logs/aoi_grid/{aoi}.log",
     conda:
         "../../envs/geo.yaml"
     resources:

@@ -3,19 +3,19 @@ rule benchmark_summary:
         benchmarks=benchmark_files,
     output:
         csv=report(
-            f"{RESULTS}/benchmarks/summary.csv",
+            "<results>/benchmarks/summary.csv",
             caption="../report/benchmark_summary.rst",
             category="Benchmarks",
             labels={"table": "per AOI and stage (CSV)"},
         ),
         html=report(
-            f"{RESULTS}/benchmarks/summary.html",
+            "<results>/benchmarks/summary.html",
             caption="../report/benchmark_summary.rst",
             category="Benchmarks",
             labels={"table": "per AOI and stage"},
         ),
     log:
-        f"{RESULTS}/logs/benchmark_summary.log",
+        "<results>/logs/benchmark_summary.log",
     conda:
         "../../envs/netcdf.yaml"
     resources:

@@ -29,13 +29,23 @@ except UserError as _err:
 # check_config has already given the friendly message; this is the canonical check.
 validate(config, "../schemas/config.schema.yaml")
 
-RESULTS = config["results"]
 DEMO = config["stac"]["catalog"] == "demo"
 CATALOG = str(Path(config["demo"]["path"]) / "catalog.json") if DEMO else config["stac"]["catalog"]
 SIGNING = signing_mode(config["stac"]["signing"], CATALOG)
-NC_SUFFIX = f"{config['dates']['start']}_{config['dates']['end']}"
 BATCH = config["tiles"]["batch"]
 LIGHT_BATCH = config["tiles"]["light_batch"]
+
+
+# Snakemake 9 path variables: every rule writes under "<results>/..." (config key
+# `results`), and final products are named after the searched period ("<period>").
+pathvars:
+    results=config["results"],
+    period=f"{config['dates']['start']}_{config['dates']['end']}",
+
+
+def resolved(path):
+    """A "<results>/..." path with its path variables expanded (for Python-side reads)."""
+    return workflow.pathvars.apply(path)
 
 
 wildcard_constraints:
@@ -68,7 +78,7 @@ def aoi_geojson(wildcards):
 
 
 def manifest_inputs(wildcards):
-    inputs = {"grid": f"{RESULTS}/{wildcards.aoi}/aoi/grid.json"}
+    inputs = {"grid": f"<results>/{wildcards.aoi}/aoi/grid.json"}
     if DEMO:
         inputs["catalog"] = CATALOG
     return inputs
@@ -121,26 +131,26 @@ def light(aoi):
 def batch_dirs(aoi, stage):
     """The batch folders of a per-date stage of one AOI: tile batches for tile,
     light batches for offset_fix and mask."""
-    return [f"{RESULTS}/{aoi}/{stage}/{b}" for b in (batches if stage == "tile" else light)(aoi)]
+    return [f"<results>/{aoi}/{stage}/{b}" for b in (batches if stage == "tile" else light)(aoi)]
 
 
 def light_tile_dirs(wildcards):
     """The tile batch folders an offset_fix job reads."""
-    return [f"{RESULTS}/{wildcards.aoi}/tile/{b}" for b in light(wildcards.aoi)[wildcards.batch]]
+    return [f"<results>/{wildcards.aoi}/tile/{b}" for b in light(wildcards.aoi)[wildcards.batch]]
 
 
 def batch_item_files(wildcards):
     """The item files of a batch's dates. ancient: a rerun of the manifest rewrites
     every item file; a batch is redone only when its items change (items_digest)."""
     dates = batches(wildcards.aoi)[wildcards.batch]
-    return [ancient(f"{RESULTS}/{wildcards.aoi}/items/{d}.json") for d in dates]
+    return [ancient(f"<results>/{wildcards.aoi}/items/{d}.json") for d in dates]
 
 
 def items_digest(wildcards):
     """Content hash of a batch's item files: reruns its tiles when its items change."""
     h = hashlib.sha1()
     for d in batches(wildcards.aoi).get(wildcards.batch, []):
-        path = Path(f"{RESULTS}/{wildcards.aoi}/items/{d}.json")
+        path = Path(resolved(f"<results>/{wildcards.aoi}/items/{d}.json"))
         h.update(path.read_bytes() if path.exists() else b"")
     return h.hexdigest()
 
@@ -155,11 +165,11 @@ def final_outputs(wildcards):
     outputs = []
     for aoi in AOIS:
         if manifest_dates(aoi):
-            outputs.append(f"{RESULTS}/{aoi}/{aoi}_{NC_SUFFIX}.nc")
+            outputs.append(f"<results>/{aoi}/{aoi}_<period>.nc")
             outputs.extend(aoi_extra_outputs(aoi))
         else:
-            outputs.append(f"{RESULTS}/{aoi}/manifest.csv")
-    outputs.append(f"{RESULTS}/benchmarks/summary.csv")
+            outputs.append(f"<results>/{aoi}/manifest.csv")
+    outputs.append("<results>/benchmarks/summary.csv")
     return outputs
 
 
@@ -177,9 +187,9 @@ def aoi_extra_outputs(aoi):
     """Figures and optional CSV export of an AOI that has dates."""
     outputs = []
     if config["figures"]["enabled"]:
-        outputs.extend(f"{RESULTS}/{aoi}/figures/{name}" for name in FIGURES)
+        outputs.extend(f"<results>/{aoi}/figures/{name}" for name in FIGURES)
     if config["export"]["csv"]:
-        outputs.append(f"{RESULTS}/{aoi}/{aoi}_{NC_SUFFIX}.csv.gz")
+        outputs.append(f"<results>/{aoi}/{aoi}_<period>.csv.gz")
     return outputs
 
 
@@ -190,11 +200,11 @@ def figures_inputs(wildcards):
     stages = {"tiles": "tile", "offset_fixed": "offset_fix", "masked": "mask"}
     inputs = {k: batch_dirs(aoi, stage) for k, stage in stages.items()}
     inputs.update(
-        nc=f"{RESULTS}/{aoi}/{aoi}_{NC_SUFFIX}.nc",
-        manifest=f"{RESULTS}/{aoi}/manifest.csv",
-        manifest_info=f"{RESULTS}/{aoi}/manifest.json",
-        inside=f"{RESULTS}/{aoi}/aoi/inside.npy",
-        grid=f"{RESULTS}/{aoi}/aoi/grid.json",
+        nc=f"<results>/{aoi}/{aoi}_<period>.nc",
+        manifest=f"<results>/{aoi}/manifest.csv",
+        manifest_info=f"<results>/{aoi}/manifest.json",
+        inside=f"<results>/{aoi}/aoi/inside.npy",
+        grid=f"<results>/{aoi}/aoi/grid.json",
     )
     return inputs
 
@@ -203,7 +213,7 @@ def benchmark_files(wildcards):
     """Every benchmark file the run writes (per AOI, per batch of dates)."""
     files = []
     for aoi in AOIS:
-        bench = f"{RESULTS}/benchmarks"
+        bench = "<results>/benchmarks"
         files.append(f"{bench}/stac_manifest/{aoi}.tsv")
         if not manifest_dates(aoi):
             continue

@@ -1,13 +1,13 @@
 rule csv_export:
     input:
-        nc=f"{RESULTS}/{{aoi}}/{{aoi}}_{NC_SUFFIX}.nc",
-        inside=f"{RESULTS}/{{aoi}}/aoi/inside.npy",
+        nc="<results>/{aoi}/{aoi}_<period>.nc",
+        inside="<results>/{aoi}/aoi/inside.npy",
     output:
-        csv=f"{RESULTS}/{{aoi}}/{{aoi}}_{NC_SUFFIX}.csv.gz",
+        csv="<results>/{aoi}/{aoi}_<period>.csv.gz",
     log:
-        f"{RESULTS}/logs/csv_export/{{aoi}}.log",
+        "<results>/logs/csv_export/{aoi}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/csv_export/{{aoi}}.tsv"
+        "<results>/benchmarks/csv_export/{aoi}.tsv"
     conda:
         "../../envs/netcdf.yaml"
     threads: 1

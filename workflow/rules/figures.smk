@@ -3,51 +3,51 @@ rule figures:
         unpack(figures_inputs),
     output:
         false_colour=report(
-            f"{RESULTS}/{{aoi}}/figures/false_colour.png",
+            "<results>/{aoi}/figures/false_colour.png",
             caption="../report/false_colour.rst",
             category="Figures",
             subcategory="AOI {aoi}",
             labels={"AOI": "{aoi}", "figure": "1 false colour: raw vs gap-filled"},
         ),
         false_colour_gif=report(
-            f"{RESULTS}/{{aoi}}/figures/false_colour.gif",
+            "<results>/{aoi}/figures/false_colour.gif",
             caption="../report/false_colour_gif.rst",
             category="Figures",
             subcategory="AOI {aoi}",
             labels={"AOI": "{aoi}", "figure": "2 false colour animation (GIF)"},
         ),
         pixel_series=report(
-            f"{RESULTS}/{{aoi}}/figures/pixel_series.png",
+            "<results>/{aoi}/figures/pixel_series.png",
             caption="../report/pixel_series.rst",
             category="Figures",
             subcategory="AOI {aoi}",
             labels={"AOI": "{aoi}", "figure": "3 pixel time series (B08)"},
         ),
         sandbank_png=report(
-            f"{RESULTS}/{{aoi}}/figures/sandbank_area.png",
+            "<results>/{aoi}/figures/sandbank_area.png",
             caption="../report/sandbank_area.rst",
             category="Figures",
             subcategory="AOI {aoi}",
             labels={"AOI": "{aoi}", "figure": "4 emerged sand area"},
         ),
         sandbank_csv=report(
-            f"{RESULTS}/{{aoi}}/figures/sandbank_area.csv",
+            "<results>/{aoi}/figures/sandbank_area.csv",
             caption="../report/sandbank_area.rst",
             category="Figures",
             subcategory="AOI {aoi}",
             labels={"AOI": "{aoi}", "figure": "4 emerged sand area (CSV)"},
         ),
         data_quality=report(
-            f"{RESULTS}/{{aoi}}/figures/data_quality.png",
+            "<results>/{aoi}/figures/data_quality.png",
             caption="../report/data_quality.rst",
             category="Figures",
             subcategory="AOI {aoi}",
             labels={"AOI": "{aoi}", "figure": "5 data quality"},
         ),
     log:
-        f"{RESULTS}/logs/figures/{{aoi}}.log",
+        "<results>/logs/figures/{aoi}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/figures/{{aoi}}.tsv"
+        "<results>/benchmarks/figures/{aoi}.tsv"
     conda:
         "../../envs/netcdf.yaml"
     threads: 1

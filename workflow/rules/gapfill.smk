@@ -2,11 +2,11 @@ rule gapfill:
     input:
         masked=masked_batches,
     output:
-        cube=directory(f"{RESULTS}/{{aoi}}/gapfill.zarr"),
+        cube=directory("<results>/{aoi}/gapfill.zarr"),
     log:
-        f"{RESULTS}/logs/gapfill/{{aoi}}.log",
+        "<results>/logs/gapfill/{aoi}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/gapfill/{{aoi}}.tsv"
+        "<results>/benchmarks/gapfill/{aoi}.tsv"
     conda:
         "../../envs/array.yaml"
     threads: 2  # spatial windows in parallel (1.25x on 2 cores, benchmarks/scale.py)

@@ -1,13 +1,13 @@
 rule mask:
     input:
-        tiles=f"{RESULTS}/{{aoi}}/offset_fix/{{batch}}",
-        inside=f"{RESULTS}/{{aoi}}/aoi/inside.npy",
+        tiles="<results>/{aoi}/offset_fix/{batch}",
+        inside="<results>/{aoi}/aoi/inside.npy",
     output:
-        tiles=directory(f"{RESULTS}/{{aoi}}/mask/{{batch}}"),
+        tiles=directory("<results>/{aoi}/mask/{batch}"),
     log:
-        f"{RESULTS}/logs/mask/{{aoi}}/{{batch}}.log",
+        "<results>/logs/mask/{aoi}/{batch}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/mask/{{aoi}}/{{batch}}.tsv"
+        "<results>/benchmarks/mask/{aoi}/{batch}.tsv"
     conda:
         "../../envs/array.yaml"
     threads: 1

@@ -1,13 +1,13 @@
 rule netcdf:
     input:
-        cube=f"{RESULTS}/{{aoi}}/gapfill.zarr",
-        manifest_info=f"{RESULTS}/{{aoi}}/manifest.json",
+        cube="<results>/{aoi}/gapfill.zarr",
+        manifest_info="<results>/{aoi}/manifest.json",
     output:
-        nc=f"{RESULTS}/{{aoi}}/{{aoi}}_{NC_SUFFIX}.nc",
+        nc="<results>/{aoi}/{aoi}_<period>.nc",
     log:
-        f"{RESULTS}/logs/netcdf/{{aoi}}.log",
+        "<results>/logs/netcdf/{aoi}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/netcdf/{{aoi}}.tsv"
+        "<results>/benchmarks/netcdf/{aoi}.tsv"
     conda:
         "../../envs/netcdf.yaml"
     threads: 1

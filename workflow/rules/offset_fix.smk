@@ -2,11 +2,11 @@ rule offset_fix:
     input:
         tiles=light_tile_dirs,
     output:
-        tiles=directory(f"{RESULTS}/{{aoi}}/offset_fix/{{batch}}"),
+        tiles=directory("<results>/{aoi}/offset_fix/{batch}"),
     log:
-        f"{RESULTS}/logs/offset_fix/{{aoi}}/{{batch}}.log",
+        "<results>/logs/offset_fix/{aoi}/{batch}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/offset_fix/{{aoi}}/{{batch}}.tsv"
+        "<results>/benchmarks/offset_fix/{aoi}/{batch}.tsv"
     conda:
         "../../envs/array.yaml"
     threads: 1

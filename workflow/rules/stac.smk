@@ -2,13 +2,13 @@ checkpoint stac_manifest:
     input:
         unpack(manifest_inputs),
     output:
-        manifest=f"{RESULTS}/{{aoi}}/manifest.csv",
-        info=f"{RESULTS}/{{aoi}}/manifest.json",
-        item_dir=directory(f"{RESULTS}/{{aoi}}/items"),
+        manifest="<results>/{aoi}/manifest.csv",
+        info="<results>/{aoi}/manifest.json",
+        item_dir=directory("<results>/{aoi}/items"),
     log:
-        f"{RESULTS}/logs/stac_manifest/{{aoi}}.log",
+        "<results>/logs/stac_manifest/{aoi}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/stac_manifest/{{aoi}}.tsv"
+        "<results>/benchmarks/stac_manifest/{aoi}.tsv"
     conda:
         "../../envs/geo.yaml"
     resources:

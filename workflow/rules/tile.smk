@@ -1,13 +1,13 @@
 rule tile:
     input:
         item_files=batch_item_files,
-        grid=f"{RESULTS}/{{aoi}}/aoi/grid.json",
+        grid="<results>/{aoi}/aoi/grid.json",
     output:
-        tiles=directory(f"{RESULTS}/{{aoi}}/tile/{{batch}}"),
+        tiles=directory("<results>/{aoi}/tile/{batch}"),
     log:
-        f"{RESULTS}/logs/tile/{{aoi}}/{{batch}}.log",
+        "<results>/logs/tile/{aoi}/{batch}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/tile/{{aoi}}/{{batch}}.tsv"
+        "<results>/benchmarks/tile/{aoi}/{batch}.tsv"
     conda:
         "../../envs/geo.yaml"
     threads: 1
