@@ -38,6 +38,13 @@ localrules:
     benchmark_summary,
 
 
+onstart:
+    # backups of update() outputs left by a killed run (s2ts/stale_lock.py)
+    from s2ts.stale_lock import clear_stale_backups
+
+    clear_stale_backups(workflow.persistence.path)
+
+
 rule all:
     default_target: True
     input:

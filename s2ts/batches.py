@@ -9,8 +9,9 @@ more): ``month`` (the default) or ``year`` gather the tile batches by the
 calendar period of their first date, ``tile`` keeps one job per tile batch. A
 light batch is always a union of whole tile batches.
 
-Each job still writes one Zarr store per date, inside its batch folder
-``<stage>/<batch>/<date>.zarr``. Batches are calendar periods (or runs of N
+A tile job writes one Zarr store per date, inside its batch folder
+``tile/<batch>/<date>.zarr``; a light job writes one ``(time, y, x)`` store per
+light batch, ``<stage>/<batch>.zarr``. Batches are calendar periods (or runs of N
 dates counted from the first date), so new acquisitions at the end of the
 series only ever touch the newest batch, tile or light.
 """
@@ -22,29 +23,25 @@ import re
 BATCH_RE = r"\d{4}(-\d{2}(-\d{2})?)?|n\d{5}"
 
 
-def each_store(in_dirs, out_dir, fn) -> None:
-    """Apply ``fn(in_store, out_store)`` to every per-date store of one or more batch
-    folders (the tile batches of a light batch), writing them all into ``out_dir``
-    with the batches' records of skipped dates (tiles.on_read_error: skip) merged."""
+def batch_stores(in_dirs) -> tuple[list, list[dict]]:
+    """The per-date stores of one or more tile batch folders (the tile batches of a
+    light batch), in date order, and the batches' records of skipped dates
+    (tiles.on_read_error: skip). A date found in two folders is an error."""
     import json
     from pathlib import Path
 
     if isinstance(in_dirs, (str, Path)):
         in_dirs = [in_dirs]
-    in_dirs, out_dir = [Path(d) for d in in_dirs], Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    in_dirs = [Path(d) for d in in_dirs]
     skipped = [
         e for d in in_dirs if (d / "skipped.json").exists() for e in json.loads((d / "skipped.json").read_text())
     ]
-    if skipped:
-        (out_dir / "skipped.json").write_text(json.dumps(skipped, indent=1) + "\n")
     stores = sorted((s for d in in_dirs for s in d.glob("*.zarr")), key=lambda s: s.name)
     names = [s.name for s in stores]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ValueError(f"the same date's store is in two batch folders of {out_dir.name}: {twice}")
-    for store in stores:
-        fn(store, out_dir / store.name)
+        raise ValueError(f"the same date's store is in two batch folders: {twice}")
+    return stores, skipped
 
 
 def batch_id(date: str, index: int, mode) -> str:

@@ -46,7 +46,6 @@ import datetime as dt
 import json
 import logging
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -191,14 +190,6 @@ def polygon_outline(geometry_4326: dict | None, grid: dict) -> list[np.ndarray]:
     return rings
 
 
-def _open_zarr(path):
-    from s2ts.zarr_io import open_store
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Snakemake's .snakemake_timestamp inside directory outputs
-        return open_store(path)
-
-
 def _as_datetime64(seconds) -> np.ndarray:
     return np.asarray(seconds, dtype=np.int64).astype("datetime64[s]")
 
@@ -238,26 +229,34 @@ class Cube:
 
 
 def store_paths(paths) -> list[Path]:
-    """Per-date stores from store paths (``<date>.zarr``) and/or batch folders
-    holding them (``<stage>/<batch>/<date>.zarr``)."""
+    """Stores from store paths (``<date>.zarr``, ``<batch>.zarr``, or a store's
+    ``zarr.json``) and/or tile batch folders holding per-date stores."""
     out = []
     for p in map(Path, paths):
+        p = p.parent if p.name == "zarr.json" else p
         out.extend([p] if p.suffix == ".zarr" else sorted(p.glob("*.zarr")))
     return out
 
 
-def _store_dates(paths) -> dict[int, tuple[str, str]]:
-    """acquisition time (s) -> (solar date, store path) of per-date stores (or batch folders)."""
-    from s2ts.gapfill import parse_datetime
+def _store_dates(paths) -> dict[int, tuple[str, str, int | None]]:
+    """acquisition time (s) -> (solar date, store path, index in the store's time axis;
+    None for a per-date store) of the stores of one stage."""
+    from s2ts.zarr_io import open_dataset, read_attrs, to_seconds
 
     out = {}
     for p in store_paths(paths):
-        attrs = dict(_open_zarr(p).attrs)
-        out[parse_datetime(attrs["datetime"])] = (str(attrs.get("date") or Path(p).stem), str(p))
+        attrs = read_attrs(p)
+        if attrs.get("stage") == "tile":
+            t = to_seconds(np.datetime64(str(attrs["datetime"]).rstrip("Z")))
+            out[int(t)] = (str(attrs.get("date") or p.stem), str(p), None)
+            continue
+        ds = open_dataset(p)
+        for i, (t, day) in enumerate(zip(to_seconds(ds["time"].values), ds["solar_day"].values)):
+            out[int(t)] = (str(day), str(p), i)
     return out
 
 
-def _aligned(times: np.ndarray, stores: dict, stage: str) -> list[str]:
+def _aligned(times: np.ndarray, stores: dict, stage: str) -> list[tuple[str, int | None]]:
     missing = [int(t) for t in times if int(t) not in stores]
     if missing:
         when = dt.datetime.fromtimestamp(missing[0], dt.UTC).isoformat()
@@ -265,7 +264,7 @@ def _aligned(times: np.ndarray, stores: dict, stage: str) -> list[str]:
             f"figures: no {stage} store for the NetCDF's date {when} ({len(missing)} dates missing): "
             "the per-date stores and the NetCDF come from different runs; rerun the workflow."
         )
-    return [stores[int(t)][1] for t in times]
+    return [stores[int(t)][1:] for t in times]
 
 
 def read_manifest_cloud_cover(manifest_csv) -> tuple[dict[str, float], dict[str, list[float]]]:
@@ -344,21 +343,39 @@ def scan_cube(
 
 def read_raw_rgb(tile_path, stride: int) -> np.ndarray:
     """B08/B04/B03 DN of a raw tile store ``(3, h, w)``, NaN where 0 (no data)."""
-    g = _open_zarr(tile_path)
+    from s2ts.zarr_io import open_dataset
+
+    ds = open_dataset(tile_path)
     out = []
     for b in FALSE_COLOUR:
-        a = np.asarray(g[b][:])[::stride, ::stride].astype(np.float32)
+        a = ds[b].values[::stride, ::stride].astype(np.float32)
         a[a == 0] = np.nan
         out.append(a)
     return np.stack(out)
 
 
-def read_pixels(path, band: str, pixels: list[tuple[int, int]], fill: int) -> np.ndarray:
-    """``band`` at each ``(row, col)`` of one store (one open per store), NaN at ``fill``."""
-    a = _open_zarr(path)[band]
-    v = np.array([int(np.asarray(a[row, col])) for row, col in pixels], dtype=np.float64)
-    v[v == fill] = np.nan
-    return v
+def read_pixels(
+    entries: list[tuple[str, int | None]], band: str, pixels: list[tuple[int, int]], fill: int
+) -> np.ndarray:
+    """``band`` at each ``(row, col)`` for each ``(store, time index)`` entry
+    (:func:`_aligned`): ``(len(entries), len(pixels))``, NaN at ``fill``. Each store
+    is opened once and read at all the points at once."""
+    import xarray as xr
+
+    from s2ts.zarr_io import open_dataset
+
+    out = np.full((len(entries), len(pixels)), np.nan)
+    rows = xr.DataArray([r for r, _ in pixels], dims="point")
+    cols = xr.DataArray([c for _, c in pixels], dims="point")
+    by_store: dict[str, list[tuple[int, int | None]]] = {}
+    for k, (path, i) in enumerate(entries):
+        by_store.setdefault(path, []).append((k, i))
+    for path, ks in by_store.items():
+        values = open_dataset(path)[band].isel(y=rows, x=cols).values.astype(np.float64)
+        for k, i in ks:
+            out[k] = values if i is None else values[i]
+    out[out == fill] = np.nan
+    return out
 
 
 # ---------------------------------------------------------------------------- plots
@@ -642,7 +659,7 @@ def figures(
         outline = polygon_outline(grid_doc.get("geometry_4326"), grid)
         raw = {}
         for k, i in enumerate(keep, 1):
-            raw[i] = read_raw_rgb(tile_paths[i], stride)
+            raw[i] = read_raw_rgb(tile_paths[i][0], stride)
             if k % 10 == 0 or k == len(keep):
                 log.info("raw tiles read: %d/%d", k, len(keep))
         plot_false_colour(
@@ -669,7 +686,7 @@ def figures(
         pix = lonlat_to_pixels(points, grid) if points else default_points(inside)
         pix = pix or [(cube.height // 2, cube.width // 2)]  # no pixel inside: the grid's centre
         stage_series = {  # (dates, points) per stage, each store opened once
-            name: np.array([read_pixels(p, "B08", pix, fill) for p in paths]).reshape(len(paths), len(pix))
+            name: read_pixels(paths, "B08", pix, fill)
             for name, paths, fill in (
                 ("raw", tile_paths, 0),
                 ("offset_fix", offset_paths, FILL_INT16),

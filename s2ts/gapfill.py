@@ -1,8 +1,9 @@
 """Gap-fill stage: linear interpolation in time, weighted by the real acquisition times.
 
-Input: the AOI's per-date "masked" stores (int16 reflectance DN, missing =
--32768). Output: one store ``gapfilled.zarr`` with, per band, a ``(time, y, x)``
-int16 cube (fill -32768) and a ``flag`` ``(time, y, x)`` uint8 cube.
+Input: the AOI's masked batch stores (int16 reflectance DN, missing = -32768).
+Output: one store ``gapfill.zarr`` with, per band, a ``(time, y, x)`` int16 cube
+(fill -32768) and a ``flag`` ``(time, y, x)`` uint8 cube, plus the per-date
+records (``valid_fraction``, ``item_records``, ``offset_correction``).
 
 Method, per pixel and band (:func:`gapfill_series`):
 
@@ -43,14 +44,13 @@ environment.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from s2ts.errors import UserError
-from s2ts.zarr_io import CHUNK, FILL_INT16, create_store, open_store, read_attrs
+from s2ts.zarr_io import CHUNK, FILL_INT16
 
 log = logging.getLogger("gapfill")
 
@@ -58,6 +58,8 @@ MISSING, OBSERVED, INTERPOLATED, END_FILLED = 0, 1, 2, 3
 FLAG_VALUES = [MISSING, OBSERVED, INTERPOLATED, END_FILLED]
 FLAG_MEANINGS = "missing observed interpolated end_filled"
 DAY = 86400.0
+#: per-date variables carried from the masked stores to the NetCDF
+PER_DATE = ("valid_fraction", "solar_day", "item_records", "offset_correction")
 #: (date, pixel) elements per block inside gapfill_series: bounds its temporary index arrays
 _BLOCK_ELEMENTS = 2**20
 #: rank of each flag when bands disagree: the least trustworthy state wins
@@ -162,19 +164,50 @@ def combine_flags(flags: list[np.ndarray]) -> np.ndarray:
     return _UNRANK[rank]
 
 
-def parse_datetime(text: str) -> int:
-    """ISO 8601 UTC (``...Z`` or with an offset) -> int64 seconds since 1970-01-01 UTC
-    (fractions of a second dropped)."""
-    d = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.UTC)
-    return int((d - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(seconds=1))
+def fill_kernel(block: np.ndarray, times, fill_ends: bool = True, max_gap_days: float | None = None):
+    """:func:`gapfill_series` in xarray.apply_ufunc's layout: ``block`` is int16
+    ``(..., band, time)``; returns ``(filled (..., band, time), flag (..., time))``,
+    the flag combined over the bands (the least trustworthy state wins)."""
+    series = np.moveaxis(block, -1, 0)  # (time, ..., band)
+    filled, flags = gapfill_series(np.ascontiguousarray(series), times, fill_ends, max_gap_days)
+    flag = _UNRANK[_RANK[flags].max(axis=-1)]
+    return np.moveaxis(filled, 0, -1), np.moveaxis(flag, 0, -1)
 
 
-def _windows(height: int, width: int):
-    for y0 in range(0, height, CHUNK):
-        for x0 in range(0, width, CHUNK):
-            yield slice(y0, min(y0 + CHUNK, height)), slice(x0, min(x0 + CHUNK, width))
+def read_masked(stores):
+    """The AOI's masked batch stores as one lazy ``(time, y, x)`` Dataset, in time
+    order, with the records of the dates its tiles skipped."""
+    import xarray as xr
+
+    from s2ts.zarr_io import open_dataset
+
+    if not stores:
+        raise UserError(
+            "gapfill: no masked store to gap-fill for this AOI (no acquisition date survived the search "
+            "and masking). Widen dates.start/dates.end or raise stac.max_cloud_cover, or drop the AOI."
+        )
+    dss = [open_dataset(p, chunks={}) for p in stores]
+    grid = dss[0].attrs["grid"]
+    for p, d in zip(stores, dss):
+        if d.attrs.get("stage") != "mask" or "grid" not in d.attrs:
+            raise UserError(f"gapfill: {p} is not a masked store: rerun the mask rule.")
+        if not _same_grid(d.attrs["grid"], grid):
+            raise UserError(f"gapfill: {p} is not on the AOI grid of {stores[0]}: rerun the AOI's per-date rules.")
+    skipped = [s for d in dss for s in d.attrs.get("skipped_dates", [])]
+    attrs = dict(dss[0].attrs)
+    ds = xr.concat(dss, dim="time", coords="minimal", compat="override", combine_attrs="drop").sortby("time")
+    ds.attrs = attrs
+    for name in PER_DATE:  # small: in memory
+        ds[name] = ds[name].load()
+    days = [str(d) for d in ds["solar_day"].values]
+    t = ds["time"].values
+    if len(set(days)) != len(days) or (len(t) > 1 and not np.all(np.diff(t) > np.timedelta64(0))):
+        dupes = sorted({d for d in days if days.count(d) > 1}) or [str(t[i]) for i in np.nonzero(np.diff(t) <= 0)[0]]
+        raise UserError(
+            f"gapfill: several masked stores share the date/time {', '.join(dupes)}: "
+            "each solar day must be one store (same-day items are merged by the tile rule)."
+        )
+    return ds, skipped
 
 
 def _same_grid(a: dict, b: dict) -> bool:
@@ -188,160 +221,91 @@ def gapfill(
     bands: list[str],
     fill_ends: bool = True,
     max_gap_days: float | None = None,
-    skipped: list[dict] | None = None,
     threads: int = 1,
 ) -> dict:
     """Gap-fill an AOI's masked stores into one ``(time, y, x)`` store; return its attrs.
 
-    ``skipped``: dates dropped on read errors (tiles.on_read_error: skip), recorded
-    in the attrs (and from there in the NetCDF's provenance). ``threads``: spatial
-    windows filled in parallel (same result)."""
-    paths = [Path(p) for p in masked_paths]
-    if not paths:
-        raise UserError(
-            "gapfill: no masked store to gap-fill for this AOI (no acquisition date survived the search "
-            "and masking). Widen dates.start/dates.end or raise stac.max_cloud_cover, or drop the AOI."
-        )
+    xarray.apply_ufunc over the vectorised kernel, on dask chunks of ``CHUNK`` x
+    ``CHUNK`` pixels with every date (a cube larger than memory is read, filled and
+    written chunk by chunk); ``threads`` chunks at a time (same result)."""
+    import dask
+    import xarray as xr
+
+    from s2ts.zarr_io import to_seconds, write_dataset
+
     bands = list(bands)
     if not bands:
         raise UserError("gapfill: no band to gap-fill: list at least one band under 'bands' in config.yaml.")
-    metas = []
-    for p in paths:
-        attrs = read_attrs(p)
-        if "datetime" not in attrs or "grid" not in attrs:
-            raise UserError(
-                f"gapfill: {p} is not a masked store (no 'datetime'/'grid' attribute): rerun the mask rule."
-            )
-        metas.append((parse_datetime(attrs["datetime"]), str(p), attrs))
-    metas.sort(key=lambda m: (m[0], m[1]))
-    times = np.array([m[0] for m in metas], dtype=np.int64)
-    dates = [m[2].get("date") or str(m[2]["datetime"])[:10] for m in metas]
-    if len(set(dates)) != len(dates) or (len(times) > 1 and not np.all(np.diff(times) > 0)):
-        dupes = sorted({d for d in dates if dates.count(d) > 1}) or [
-            metas[i][2]["datetime"] for i in np.nonzero(np.diff(times) <= 0)[0]
-        ]
+    ds, skipped = read_masked([Path(p) for p in masked_paths])
+    absent = [b for b in bands if b not in ds]
+    if absent:
         raise UserError(
-            f"gapfill: several masked stores share the date/time {', '.join(map(str, dupes))}: "
-            "each solar day must be one store (same-day items are merged by the tile rule)."
+            f"gapfill: band(s) {', '.join(absent)} missing from the masked stores: rerun the per-date rules."
         )
-    grid = metas[0][2]["grid"]
-    for _, p, attrs in metas:
-        if not _same_grid(attrs["grid"], grid):
-            raise UserError(f"gapfill: {p} is not on the AOI grid of {metas[0][1]}: rerun the AOI's per-date rules.")
-    groups = [open_store(p) for _, p, _ in metas]
-    for (_, p, _), g in zip(metas, groups):
-        absent = [b for b in bands if b not in g]
-        if absent:
-            raise UserError(f"gapfill: band(s) {', '.join(absent)} missing from {p}: rerun the per-date rules.")
-
-    height, width = int(grid["height"]), int(grid["width"])
-    attrs = {
+    times = to_seconds(ds["time"].values).astype(np.float64)
+    cube = ds[bands].to_dataarray("band").chunk({"band": -1, "time": -1, "y": CHUNK, "x": CHUNK})
+    filled, flag = xr.apply_ufunc(
+        fill_kernel,
+        cube,
+        kwargs={"times": times, "fill_ends": fill_ends, "max_gap_days": max_gap_days},
+        input_core_dims=[["band", "time"]],
+        output_core_dims=[["band", "time"], ["time"]],
+        dask="parallelized",
+        output_dtypes=[np.int16, np.uint8],
+    )
+    out = filled.to_dataset("band").transpose("time", "y", "x")
+    out["flag"] = flag.transpose("time", "y", "x")
+    out["flag"].attrs = {"flag_values": FLAG_VALUES, "flag_meanings": FLAG_MEANINGS}
+    for name in PER_DATE:
+        out[name] = ds[name]
+    gap = {
+        "method": "linear",
+        "time_weighting": "acquisition times",
+        "fill_ends": bool(fill_ends),
+        "max_gap_days": None if max_gap_days is None else float(max_gap_days),
+    }
+    out.attrs = {
         "stage": "gapfill",
-        "aoi": metas[0][2].get("aoi"),
-        "dates": dates,
-        "datetimes": [m[2]["datetime"] for m in metas],
-        "items": [[it.get("id") for it in m[2].get("items", [])] for m in metas],
-        "processing_baselines": [[it.get("processing_baseline") for it in m[2].get("items", [])] for m in metas],
-        "valid_fraction": [m[2].get("valid_fraction") for m in metas],
-        "offset": [m[2].get("offset") for m in metas],
-        "grid": grid,
+        "aoi": ds.attrs.get("aoi"),
+        "grid": ds.attrs["grid"],
         "bands": bands,
-        "gapfill": {
-            "method": "linear",
-            "time_weighting": "acquisition times",
-            "fill_ends": bool(fill_ends),
-            "max_gap_days": None if max_gap_days is None else float(max_gap_days),
-        },
+        "mask": ds.attrs.get("mask"),
+        "gapfill": gap,
         "flag_values": FLAG_VALUES,
         "flag_meanings": FLAG_MEANINGS,
-        "skipped_dates": list(skipped or []),
+        "skipped_dates": skipped,
     }
-    specs = {b: "int16" for b in bands}
-    specs["flag"] = {
-        "dtype": "uint8",
-        "masked": False,
-        "attrs": {"flag_values": FLAG_VALUES, "flag_meanings": FLAG_MEANINGS},
-    }
-    windows = list(_windows(height, width))
-    t = times.astype(np.float64)
-    counts = np.zeros(4, dtype=np.int64)
     log.info(
-        "gap-filling %d dates x %d x %d pixels, bands %s, in %d spatial windows of up to %d x %d",
-        len(times),
-        height,
-        width,
+        "gap-filling %d dates x %d x %d pixels, bands %s, in chunks of %d x %d pixels on %d thread(s)",
+        ds.sizes["time"],
+        ds.sizes["y"],
+        ds.sizes["x"],
         ",".join(bands),
-        len(windows),
         CHUNK,
         CHUNK,
+        threads,
     )
-
-    arrays = {b: [g[b] for g in groups] for b in bands}  # opened once: each open reads metadata
-
-    def fill_window(window):
-        ys, xs = window
-        filled, flags = {}, []
-        for b in bands:
-            cube = np.stack([a[ys, xs] for a in arrays[b]])
-            filled[b], flag = gapfill_series(cube, t, fill_ends=fill_ends, max_gap_days=max_gap_days)
-            flags.append(flag)
-        return filled, combine_flags(flags)
-
-    with create_store(out_path, specs, attrs, grid, time=times) as out:
-        for k, ((ys, xs), (filled, flag)) in enumerate(zip(windows, _map(fill_window, windows, threads)), 1):
-            for b in bands:
-                out[b][:, ys, xs] = filled[b]
-            out["flag"][:, ys, xs] = flag
-            counts += np.bincount(flag.ravel(), minlength=4)[:4]
-            log.info(
-                "window %d/%d done (rows %d-%d, columns %d-%d)",
-                k,
-                len(windows),
-                ys.start,
-                ys.stop - 1,
-                xs.start,
-                xs.stop - 1,
-            )
+    counts = [(out["flag"] == k).sum().data for k in FLAG_VALUES]  # computed with the write
+    with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
+        n = write_dataset(out, out_path, also=counts)
     log.info(
         "wrote %s: %d observed, %d interpolated, %d end-filled, %d still missing pixel-dates",
         out_path,
-        counts[OBSERVED],
-        counts[INTERPOLATED],
-        counts[END_FILLED],
-        counts[MISSING],
+        n[OBSERVED],
+        n[INTERPOLATED],
+        n[END_FILLED],
+        n[MISSING],
     )
-    return attrs
-
-
-def _map(fn, items: list, threads: int):
-    """``map(fn, items)`` in order; with threads > 1 on a thread pool (numpy
-    releases the GIL in the heavy parts), at most ``2 * threads`` results held."""
-    if threads <= 1:
-        yield from map(fn, items)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads) as pool:
-        step = 2 * threads
-        for i in range(0, len(items), step):
-            yield from pool.map(fn, items[i : i + step])
+    return out.attrs
 
 
 def gapfill_from_snakemake(smk) -> None:
-    """Inputs are the AOI's batch folders of per-date masked stores."""
-    import json
-
-    folders = [Path(p) for p in smk.input.masked]
-    stores = sorted(s for p in folders for s in ([p] if p.suffix == ".zarr" else p.glob("*.zarr")))
-    skipped = [
-        d for p in folders if (p / "skipped.json").exists() for d in json.loads((p / "skipped.json").read_text())
-    ]
+    """Inputs are the AOI's masked batch stores."""
     gapfill(
-        stores,
-        smk.output.cube,
+        [p.removesuffix("/zarr.json") for p in smk.input.masked],
+        smk.output.cube.removesuffix("/zarr.json"),
         list(smk.params.bands),
         fill_ends=bool(smk.params.fill_ends),
         max_gap_days=smk.params.max_gap_days,
-        skipped=skipped,
         threads=smk.threads,
     )

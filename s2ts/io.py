@@ -22,18 +22,20 @@ def atomic_path(path: str | os.PathLike):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed job
-        _remove(stale)
+        remove(stale)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         yield tmp
     except BaseException:
-        _remove(tmp)
+        remove(tmp)
         raise
-    _remove(path)
+    remove(path)
     os.replace(tmp, path)
 
 
-def _remove(p: Path) -> None:
+def remove(p: str | os.PathLike) -> None:
+    """Remove a file or a directory tree (a Zarr store); nothing if absent."""
+    p = Path(p)
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p)
     elif p.exists() or p.is_symlink():

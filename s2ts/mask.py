@@ -1,13 +1,13 @@
 """Mask stage: SCL classes in ``mask.classes`` and no-data become missing.
 
-Input: the offset-fixed store (int16, fill -32768). A pixel is kept in a band
-when its SCL class is not listed, SCL is not 0 (no data: always missing, listed
-or not) and the band itself has data. With ``mask.rule: any`` (the default, a
-conservative rule) a pixel is also masked when a listed class or no data occurs
-in any SCL cell its footprint covers (``SCL_any``, see s2ts.tile); ``nearest``
-uses the pixel's central SCL cell only. Storage stays int16 with the explicit
-fill -32768 (the original package's ``where()`` turned uint16 cubes into
-float64). ``valid_fraction``: pixels inside the polygon (pixel centre rule,
+Input: a light batch's offset-fixed store (int16, fill -32768, ``(time, y, x)``). A
+pixel is kept in a band when its SCL class is not listed, SCL is not 0 (no data:
+always missing, listed or not) and the band itself has data. With ``mask.rule: any``
+(the default, a conservative rule) a pixel is also masked when a listed class or no
+data occurs in any SCL cell its footprint covers (``SCL_any``, see s2ts.tile);
+``nearest`` uses the pixel's central SCL cell only. Storage stays int16 with the
+explicit fill -32768 (the original package's ``where()`` turned uint16 cubes into
+float64). ``valid_fraction(time)``: pixels inside the polygon (pixel centre rule,
 ``inside.npy`` of the AOI stage) valid in every band, over pixels inside.
 """
 
@@ -17,16 +17,14 @@ import logging
 
 import numpy as np
 
-from s2ts.zarr_io import FILL_INT16, read_arrays, read_attrs, write_store
+from s2ts.zarr_io import FILL_INT16
 
 log = logging.getLogger("mask")
 
 
-def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes, scl_any: np.ndarray | None = None):
-    """Return (masked int16 bands, per-pixel validity in every band).
-
-    With ``scl_any`` (the conservative rule), a pixel is also masked when any
-    class of ``classes`` or no data is present anywhere in its footprint."""
+def bad_pixels(scl: np.ndarray, classes, scl_any: np.ndarray | None = None) -> np.ndarray:
+    """True where a pixel is masked: a listed class or no data (0) at its centre, or
+    with ``scl_any`` (the conservative rule) anywhere in its footprint."""
     lut = np.zeros(256, bool)
     lut[list(classes)] = True
     lut[0] = True
@@ -34,6 +32,12 @@ def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes, scl_any:
     if scl_any is not None:
         bits = np.uint16(sum(1 << c for c in set(classes) | {0} if c < 16))
         bad |= (scl_any & bits) != 0
+    return bad
+
+
+def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes, scl_any: np.ndarray | None = None):
+    """Return (masked int16 bands, per-pixel validity in every band)."""
+    bad = bad_pixels(scl, classes, scl_any)
     valid = ~bad
     out = {}
     for name, data in bands.items():
@@ -42,37 +46,47 @@ def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes, scl_any:
     return out, valid
 
 
-def mask(offset_path, inside_npy, out_path, classes, rule: str = "any") -> dict:
-    attrs = read_attrs(offset_path)
-    bands, mask_band = attrs["bands"], attrs["mask_band"]
-    names = bands + [mask_band] + ([f"{mask_band}_any"] if rule == "any" else [])
-    data = read_arrays(offset_path, names)
-    masked, valid = mask_arrays({b: data[b] for b in bands}, data[mask_band], classes, data.get(f"{mask_band}_any"))
-    inside = np.load(inside_npy).astype(bool)
+def mask(offset_path, inside_npy, out_path, classes, rule: str = "any") -> np.ndarray:
+    """Mask a light batch's offset-fixed store into ``out_path``; return the valid
+    fraction of each date."""
+    import xarray as xr
+
+    from s2ts.zarr_io import open_dataset, write_dataset
+
+    ds = open_dataset(offset_path, chunks={})
+    bands, mask_band = ds.attrs["bands"], ds.attrs["mask_band"]
+    scl_any = ds[f"{mask_band}_any"] if rule == "any" else None
+    args = [ds[mask_band]] + ([scl_any] if scl_any is not None else [])
+    bad = xr.apply_ufunc(lambda scl, *a: bad_pixels(scl, classes, *a), *args, dask="parallelized", output_dtypes=[bool])
+    out = xr.Dataset(attrs=dict(ds.attrs))
+    valid = ~bad
+    for b in bands:
+        out[b] = ds[b].where(~bad, FILL_INT16).astype(np.int16)
+        valid = valid & (ds[b] != FILL_INT16)
+    inside = xr.DataArray(np.load(inside_npy).astype(bool), dims=("y", "x"))
     n_inside = int(inside.sum())
-    n_valid = int((valid & inside).sum())
-    out = dict(attrs)
-    out.update(
+    n_valid = (valid & inside).sum(("y", "x"))
+    fraction = (n_valid / n_inside if n_inside else n_valid * 0.0).astype(np.float32).compute()
+    out["valid_fraction"] = fraction
+    for name in ("solar_day", "item_records", "offset_correction"):
+        out[name] = ds[name].load()
+    out.attrs.update(
         stage="mask",
         mask={"band": mask_band, "classes": sorted(int(c) for c in classes), "rule": rule},
         n_inside=n_inside,
-        n_valid=n_valid,
-        valid_fraction=n_valid / n_inside if n_inside else 0.0,
     )
-    write_store(out_path, masked, out, attrs["grid"])
-    log.info(
-        "date %s: %d of %d pixels in the polygon valid (%.1f %%)",
-        attrs["date"],
-        n_valid,
-        n_inside,
-        100 * out["valid_fraction"],
-    )
-    return out
+    write_dataset(out, out_path)
+    for day, f in zip(ds["solar_day"].values, fraction.values):
+        log.info("date %s: %.1f %% of the %d pixels in the polygon valid", day, 100 * f, n_inside)
+    return fraction.values
 
 
 def mask_from_snakemake(smk) -> None:
-    """One batch folder of per-date stores."""
-    from s2ts.batches import each_store
-
     p = smk.params
-    each_store(smk.input.tiles, smk.output.tiles, lambda s, o: mask(s, smk.input.inside, o, p.classes, p.rule))
+    mask(
+        smk.input.store.removesuffix("/zarr.json"),
+        smk.input.inside,
+        smk.output.store.removesuffix("/zarr.json"),
+        p.classes,
+        p.rule,
+    )

@@ -121,27 +121,65 @@ def _band_long_name(band: str) -> str:
     return f"surface reflectance, Sentinel-2 MSI band {band}"
 
 
-def _windows(height: int, width: int, step: int):
-    for y0 in range(0, height, step):
-        for x0 in range(0, width, step):
-            yield slice(y0, min(y0 + step, height)), slice(x0, min(x0 + step, width))
-
-
-def netcdf(cube_path, manifest_json, config: dict, out_nc) -> None:
-    """Write the AOI's CF-1.8 NetCDF from its gap-filled store and manifest.json."""
-    import netCDF4
+def _lonlat(x: np.ndarray, y: np.ndarray, crs):
+    """Longitude and latitude of pixel centres, computed chunk by chunk (dask)."""
+    import dask.array as da
     import pyproj
 
+    from s2ts.zarr_io import CHUNK
+
+    to_lonlat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    xx = da.from_array(x, chunks=CHUNK)[None, :]
+    yy = da.from_array(y, chunks=CHUNK)[:, None]
+
+    def one(xb, yb, k):
+        return np.stack(to_lonlat.transform(*np.meshgrid(xb[0], yb[:, 0])))[k]
+
+    lon = da.map_blocks(one, xx, yy, 0, dtype=np.float64, chunks=(yy.chunks[0], xx.chunks[1]))
+    lat = da.map_blocks(one, xx, yy, 1, dtype=np.float64, chunks=(yy.chunks[0], xx.chunks[1]))
+    return lon, lat
+
+
+def _per_date_texts(ds) -> dict:
+    """The per-date text variables from the cube's item and offset records."""
+    items = [json.loads(t) for t in ds["item_records"].values]
+    offsets = [json.loads(t) for t in ds["offset_correction"].values]
+    return {
+        "source_items": (
+            "Sentinel-2 L2A STAC item ids mosaicked into this date (comma-separated)",
+            [",".join(str(it.get("id")) for it in its) for its in items],
+        ),
+        "processing_baseline": (
+            "processing baselines of source_items (comma-separated, same order)",
+            [
+                ",".join("" if it.get("processing_baseline") is None else str(it["processing_baseline"]) for it in its)
+                for its in items
+            ],
+        ),
+        "offset_correction": (
+            "radiometric offset correction applied to this date's DN (JSON)",
+            [json.dumps(strip_url_queries(o), sort_keys=True) for o in offsets],
+        ),
+    }
+
+
+def netcdf(cube_path, manifest_json, config: dict, out_nc, threads: int = 1) -> None:
+    """Write the AOI's CF-1.8 NetCDF from its gap-filled store and manifest.json
+    (xarray ``to_netcdf``; the cube is read and written chunk by chunk)."""
+    import dask
+    import rioxarray  # noqa: F401  (the .rio accessor writes the grid mapping)
+    import xarray as xr
+
     from s2ts.io import atomic_path
-    from s2ts.zarr_io import CHUNK, grid_coords, open_store
+    from s2ts.zarr_io import GRID_MAPPING, TIME_ENCODING, grid_crs, open_dataset
 
     config = strip_url_queries(_plain(config))
     manifest = strip_url_queries(json.loads(Path(manifest_json).read_text()))
-    cube = open_store(cube_path)
+    cube = open_dataset(cube_path, chunks={})
     attrs = dict(cube.attrs)
     grid = attrs["grid"]
     bands = list(config.get("bands") or attrs["bands"])
-    absent = [b for b in bands + ["flag", "time"] if b not in cube]
+    absent = [b for b in bands + ["flag"] if b not in cube]
     if absent:
         raise UserError(
             f"netcdf: {cube_path} has no {', '.join(absent)}: the gap-filled cube was made with another "
@@ -150,211 +188,160 @@ def netcdf(cube_path, manifest_json, config: dict, out_nc) -> None:
     aoi_id = str(manifest.get("aoi") or attrs.get("aoi") or Path(out_nc).stem)
     catalog = str(manifest.get("catalog", config.get("stac", {}).get("catalog", "unknown")))
     collection = str(manifest.get("collection", config.get("stac", {}).get("collection", "unknown")))
-    times = np.asarray(cube["time"][:], dtype=np.int64)
-    n_t, height, width = len(times), int(grid["height"]), int(grid["width"])
-    x, y = grid_coords(grid)
-    crs = pyproj.CRS.from_wkt(grid["crs_wkt"]) if grid.get("crs_wkt") else pyproj.CRS.from_user_input(grid["crs"])
-    to_lonlat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    n_t, height, width = cube.sizes["time"], int(grid["height"]), int(grid["width"])
+    crs = grid_crs(grid)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    dates = list(attrs.get("dates", []))
-    item_ids = attrs.get("items", [[] for _ in range(n_t)])
-    baselines = attrs.get("processing_baselines", [[] for _ in range(n_t)])
-    valid = attrs.get("valid_fraction", [None] * n_t)
-    offsets = attrs.get("offset", [None] * n_t)
+    dates = [str(d) for d in cube["solar_day"].values]
     gap = attrs.get("gapfill", {})
-    time_start = dt.datetime.fromtimestamp(int(times.min()), dt.UTC) if n_t else None
-    time_end = dt.datetime.fromtimestamp(int(times.max()), dt.UTC) if n_t else None
+    times = cube["time"].values
+    r = float(grid["resolution"])
+
+    out = xr.Dataset(coords={"time": cube["time"], "y": cube["y"], "x": cube["x"]})
+    out["time"].attrs = {
+        "standard_name": "time",
+        "long_name": "representative acquisition time of the date's items (whole seconds, UTC)",
+        "axis": "T",
+    }
+    for name, axis in (("y", "Y"), ("x", "X")):
+        out[name].attrs = {
+            "standard_name": f"projection_{name}_coordinate",
+            "long_name": f"{name} coordinate of pixel centre",
+            "units": "m",
+            "axis": axis,
+        }
+    lon, lat = _lonlat(cube["x"].values, cube["y"].values, crs)
+    out.coords["lat"] = (
+        ("y", "x"),
+        lat,
+        {"standard_name": "latitude", "long_name": "latitude of pixel centre", "units": "degrees_north"},
+    )
+    out.coords["lon"] = (
+        ("y", "x"),
+        lon,
+        {"standard_name": "longitude", "long_name": "longitude of pixel centre", "units": "degrees_east"},
+    )
+    out = out.rio.write_crs(crs, grid_mapping_name=GRID_MAPPING)
+    gm = out[GRID_MAPPING].attrs
+    gm.update(
+        {
+            "long_name": f"coordinate reference system of x and y ({crs.name})",
+            "GeoTransform": f"{grid['bounds'][0]!r} {r!r} 0.0 {grid['bounds'][3]!r} 0.0 {-r!r}",
+        }
+    )
+    epsg = grid.get("epsg") or crs.to_epsg()
+    if epsg:
+        gm["epsg_code"] = f"EPSG:{int(epsg)}"
 
     chunk3 = (max(1, n_t), min(PIXEL_CHUNK, height), min(PIXEL_CHUNK, width))
-    chunk2 = (min(CHUNK, height), min(CHUNK, width))
-    zlib = {"compression": "zlib", "complevel": 4, "shuffle": True}
-
-    with atomic_path(out_nc) as tmp:
-        nc = netCDF4.Dataset(tmp, "w", format="NETCDF4")
-        try:
-            nc.createDimension("time", n_t)
-            nc.createDimension("y", height)
-            nc.createDimension("x", width)
-
-            v = nc.createVariable("time", "f8", ("time",))
-            v.setncatts(
-                {
-                    "standard_name": "time",
-                    "long_name": "representative acquisition time of the date's items (whole seconds, UTC)",
-                    "units": "seconds since 1970-01-01 00:00:00",
-                    "calendar": "proleptic_gregorian",
-                    "axis": "T",
-                }
+    zlib = {"zlib": True, "complevel": 4, "shuffle": True}
+    encoding = {
+        "time": {**TIME_ENCODING, "units": "seconds since 1970-01-01 00:00:00", "dtype": "float64"},
+        "x": {"_FillValue": None},
+        "y": {"_FillValue": None},
+        "lat": {"_FillValue": None, "chunksizes": (min(512, height), min(512, width)), **zlib},
+        "lon": {"_FillValue": None, "chunksizes": (min(512, height), min(512, width)), **zlib},
+    }
+    for b in bands:
+        out[b] = cube[b]
+        out[b].attrs = {
+            "standard_name": "surface_bidirectional_reflectance",
+            "long_name": _band_long_name(b),
+            "units": "1",
+            "scale_factor": np.float32(SCALE_FACTOR),
+            "add_offset": np.float32(0.0),
+            "ancillary_variables": "flag",
+            "comment": (
+                "Sentinel-2 L2A bottom-of-atmosphere reflectance, stored as DN = reflectance * 10000 "
+                "with the processing-baseline offset already removed; masked pixels filled by linear "
+                "interpolation in time (see flag)."
+            ),
+        }
+        if b in BANDS:
+            out[b].attrs["central_wavelength_nm"] = np.int16(BANDS[b][1])
+        # the DN are written as they are (int16 with scale_factor attributes), never re-packed
+        encoding[b] = {"dtype": "int16", "_FillValue": FILL_INT16, "chunksizes": chunk3, **zlib}
+    # CF-1.8 has no unsigned types: a byte with _Unsigned = "true" (read back as uint8 by
+    # xarray and netCDF4-python); no _FillValue, since 0 ("missing") is a meaningful value
+    out["flag"] = cube["flag"].astype(np.int8)  # values 0..3: exact
+    out["flag"].attrs = {
+        "_Unsigned": "true",
+        "standard_name": "status_flag",
+        "long_name": "origin of each pixel's value on each date (same for every band)",
+        "flag_values": np.array(FLAG_VALUES, dtype=np.int8),
+        "flag_meanings": FLAG_MEANINGS,
+        "comment": (
+            "missing: no value; observed: clear-sky observation; interpolated: linear in time between "
+            "the previous and next observations; end_filled: before the first or after the last "
+            "observation, copied from the nearest observation"
+        ),
+    }
+    encoding["flag"] = {"dtype": "int8", "_FillValue": None, "chunksizes": chunk3, **zlib}
+    for name in [*bands, "flag"]:
+        # xarray writes "coordinates" itself (lat lon spatial_ref: the non-index
+        # coordinates on the variable's dimensions)
+        out[name].attrs["grid_mapping"] = GRID_MAPPING
+    vf = cube["valid_fraction"].astype(np.float32).fillna(-1.0)
+    out["valid_fraction"] = vf
+    out["valid_fraction"].attrs = {
+        "long_name": "fraction of the polygon's pixels observed (not masked) on this date",
+        "units": "1",
+        "valid_range": np.array([0.0, 1.0], dtype=np.float32),
+    }
+    encoding["valid_fraction"] = {"_FillValue": np.float32(-1.0)}
+    for name, (long_name, values) in _per_date_texts(cube).items():
+        out[name] = ("time", np.array(values, dtype=object), {"long_name": long_name})
+        encoding[name] = {"dtype": str}
+    time_start = str(np.datetime_as_string(times.min(), "s")) + "Z" if n_t else ""
+    time_end = str(np.datetime_as_string(times.max(), "s")) + "Z" if n_t else ""
+    out.attrs = {
+        "Conventions": "CF-1.8",
+        "title": f"Sentinel-2 L2A surface reflectance time series of AOI {aoi_id}",
+        "summary": (
+            f"Gap-filled Sentinel-2 L2A surface reflectance ({', '.join(bands)}) over AOI {aoi_id}: "
+            f"{n_t} dates ({dates[0] if dates else '-'} .. {dates[-1] if dates else '-'}) on a "
+            f"{width} x {height} grid of {r:g} m in {grid.get('crs')}. Items of the same solar day are "
+            "mosaicked; the processing-baseline radiometric offset is removed per item; pixels of "
+            f"SCL classes {config.get('mask', {}).get('classes')} are masked, then filled by linear "
+            "interpolation in time weighted by the acquisition times"
+            + (", with backward/forward fill at the ends" if gap.get("fill_ends") else "")
+            + (
+                f", gaps longer than {gap.get('max_gap_days')} days left missing"
+                if gap.get("max_gap_days") is not None
+                else ""
             )
-            v[:] = times.astype(np.float64)
-            for name, coord, axis in (("y", y, "Y"), ("x", x, "X")):
-                v = nc.createVariable(name, "f8", (name,))
-                v.setncatts(
-                    {
-                        "standard_name": f"projection_{name}_coordinate",
-                        "long_name": f"{name} coordinate of pixel centre",
-                        "units": "m",
-                        "axis": axis,
-                    }
-                )
-                v[:] = coord
-            lat = nc.createVariable("lat", "f8", ("y", "x"), chunksizes=chunk2, **zlib)
-            lat.setncatts(
-                {"standard_name": "latitude", "long_name": "latitude of pixel centre", "units": "degrees_north"}
-            )
-            lon = nc.createVariable("lon", "f8", ("y", "x"), chunksizes=chunk2, **zlib)
-            lon.setncatts(
-                {"standard_name": "longitude", "long_name": "longitude of pixel centre", "units": "degrees_east"}
-            )
-
-            gm = nc.createVariable(GRID_MAPPING, "i4", ())
-            cf = crs.to_cf()
-            gm_attrs = {k: v for k, v in cf.items() if v is not None}
-            r = float(grid["resolution"])
-            gm_attrs.update(
-                {
-                    "long_name": f"coordinate reference system of x and y ({crs.name})",
-                    "crs_wkt": crs.to_wkt(),
-                    "spatial_ref": crs.to_wkt(),
-                    "GeoTransform": f"{grid['bounds'][0]!r} {r!r} 0.0 {grid['bounds'][3]!r} 0.0 {-r!r}",
-                }
-            )
-            epsg = grid.get("epsg") or crs.to_epsg()
-            if epsg:
-                gm_attrs["epsg_code"] = f"EPSG:{int(epsg)}"
-            gm.setncatts(gm_attrs)
-            gm.assignValue(0)
-
-            band_vars = {}
-            for b in bands:
-                var = nc.createVariable(b, "i2", ("time", "y", "x"), fill_value=FILL_INT16, chunksizes=chunk3, **zlib)
-                var.setncatts(
-                    {
-                        "standard_name": "surface_bidirectional_reflectance",
-                        "long_name": _band_long_name(b),
-                        "units": "1",
-                        "scale_factor": np.float32(SCALE_FACTOR),
-                        "add_offset": np.float32(0.0),
-                        "grid_mapping": GRID_MAPPING,
-                        "coordinates": COORDINATES,
-                        "ancillary_variables": "flag",
-                        "comment": (
-                            "Sentinel-2 L2A bottom-of-atmosphere reflectance, stored as DN = reflectance * 10000 "
-                            "with the processing-baseline offset already removed; masked pixels filled by linear "
-                            "interpolation in time (see flag)."
-                        ),
-                    }
-                )
-                if b in BANDS:
-                    var.setncattr("central_wavelength_nm", np.int16(BANDS[b][1]))
-                band_vars[b] = var
-            # CF-1.8 has no unsigned types: a byte with _Unsigned = "true" (read back as uint8 by
-            # xarray and netCDF4-python); no _FillValue, since 0 ("missing") is a meaningful value
-            fl = nc.createVariable("flag", "i1", ("time", "y", "x"), fill_value=False, chunksizes=chunk3, **zlib)
-            fl.setncatts(
-                {
-                    "_Unsigned": "true",
-                    "standard_name": "status_flag",
-                    "long_name": "origin of each pixel's value on each date (same for every band)",
-                    "flag_values": np.array(FLAG_VALUES, dtype=np.int8),
-                    "flag_meanings": FLAG_MEANINGS,
-                    "grid_mapping": GRID_MAPPING,
-                    "coordinates": COORDINATES,
-                    "comment": (
-                        "missing: no value; observed: clear-sky observation; interpolated: linear in time between "
-                        "the previous and next observations; end_filled: before the first or after the last "
-                        "observation, copied from the nearest observation"
-                    ),
-                }
-            )
-
-            vf = nc.createVariable("valid_fraction", "f4", ("time",), fill_value=np.float32(-1.0))
-            vf.setncatts(
-                {
-                    "long_name": "fraction of the polygon's pixels observed (not masked) on this date",
-                    "units": "1",
-                    "valid_range": np.array([0.0, 1.0], dtype=np.float32),
-                }
-            )
-            vf[:] = np.array([-1.0 if f is None else f for f in valid], dtype=np.float32)
-            texts = {
-                "source_items": (
-                    "Sentinel-2 L2A STAC item ids mosaicked into this date (comma-separated)",
-                    [",".join(map(str, ids)) for ids in item_ids],
-                ),
-                "processing_baseline": (
-                    "processing baselines of source_items (comma-separated, same order)",
-                    [",".join("" if p is None else str(p) for p in pbs) for pbs in baselines],
-                ),
-                "offset_correction": (
-                    "radiometric offset correction applied to this date's DN (JSON)",
-                    [json.dumps(strip_url_queries(o), sort_keys=True) for o in offsets],
-                ),
-            }
-            for name, (long_name, values) in texts.items():
-                sv = nc.createVariable(name, str, ("time",))
-                sv.setncattr("long_name", long_name)
-                for i, text in enumerate(values):
-                    sv[i] = text
-
-            nc.setncatts(
-                {
-                    "Conventions": "CF-1.8",
-                    "title": f"Sentinel-2 L2A surface reflectance time series of AOI {aoi_id}",
-                    "summary": (
-                        f"Gap-filled Sentinel-2 L2A surface reflectance ({', '.join(bands)}) over AOI {aoi_id}: "
-                        f"{n_t} dates ({dates[0] if dates else '-'} .. {dates[-1] if dates else '-'}) on a "
-                        f"{width} x {height} grid of {r:g} m in {grid.get('crs')}. Items of the same solar day are "
-                        "mosaicked; the processing-baseline radiometric offset is removed per item; pixels of "
-                        f"SCL classes {config.get('mask', {}).get('classes')} are masked, then filled by linear "
-                        "interpolation in time weighted by the acquisition times"
-                        + (", with backward/forward fill at the ends" if gap.get("fill_ends") else "")
-                        + (
-                            f", gaps longer than {gap.get('max_gap_days')} days left missing"
-                            if gap.get("max_gap_days") is not None
-                            else ""
-                        )
-                        + ". The flag variable tells observed from filled values."
-                    ),
-                    "history": f"{now} s2ts {software_versions()['s2ts']} rule netcdf: written from "
-                    f"{Path(cube_path).name} (gap-filled cube) and {Path(manifest_json).name}",
-                    "source": f"Sentinel-2 L2A from {catalog} collection {collection}",
-                    "institution": str(config.get("institution") or "not specified (s2ts workflow)"),
-                    "references": REFERENCES,
-                    "comment": "Reflectance = DN * scale_factor; see flag for observed vs. filled values.",
-                    "stac_catalog": catalog,
-                    "stac_collection": collection,
-                    "stac_search": json.dumps(manifest.get("search", {}), sort_keys=True),
-                    "stac_counts": json.dumps(manifest.get("counts", {}), sort_keys=True),
-                    "configuration": json.dumps(config, sort_keys=True),
-                    "gapfill": json.dumps(gap, sort_keys=True),
-                    "software_versions": json.dumps(software_versions(), sort_keys=True),
-                    "aoi_id": aoi_id,
-                    "date_created": now,
-                    "time_coverage_start": time_start.isoformat().replace("+00:00", "Z") if time_start else "",
-                    "time_coverage_end": time_end.isoformat().replace("+00:00", "Z") if time_end else "",
-                    "platform": "Sentinel-2",
-                    "instrument": "MSI",
-                    "skipped_dates": json.dumps(attrs.get("skipped_dates", []), sort_keys=True),
-                }
-            )
-
-            for var in nc.variables.values():
-                var.set_auto_maskandscale(False)  # DN are written as they are, never re-packed
-            windows = list(_windows(height, width, CHUNK))
-            for k, (ys, xs) in enumerate(windows, 1):
-                xx, yy = np.meshgrid(x[xs], y[ys])
-                lo, la = to_lonlat.transform(xx, yy)
-                lon[ys, xs] = lo
-                lat[ys, xs] = la
-                for b, var in band_vars.items():
-                    var[:, ys, xs] = cube[b][:, ys, xs]
-                fl[:, ys, xs] = cube["flag"][:, ys, xs].astype(np.int8)
-                log.info("window %d/%d written", k, len(windows))
-        finally:
-            nc.close()
+            + ". The flag variable tells observed from filled values."
+        ),
+        "history": f"{now} s2ts {software_versions()['s2ts']} rule netcdf: written from "
+        f"{Path(cube_path).name} (gap-filled cube) and {Path(manifest_json).name}",
+        "source": f"Sentinel-2 L2A from {catalog} collection {collection}",
+        "institution": str(config.get("institution") or "not specified (s2ts workflow)"),
+        "references": REFERENCES,
+        "comment": "Reflectance = DN * scale_factor; see flag for observed vs. filled values.",
+        "stac_catalog": catalog,
+        "stac_collection": collection,
+        "stac_search": json.dumps(manifest.get("search", {}), sort_keys=True),
+        "stac_counts": json.dumps(manifest.get("counts", {}), sort_keys=True),
+        "configuration": json.dumps(config, sort_keys=True),
+        "gapfill": json.dumps(gap, sort_keys=True),
+        "software_versions": json.dumps(software_versions(), sort_keys=True),
+        "aoi_id": aoi_id,
+        "date_created": now,
+        "time_coverage_start": time_start,
+        "time_coverage_end": time_end,
+        "platform": "Sentinel-2",
+        "instrument": "MSI",
+        "skipped_dates": json.dumps(attrs.get("skipped_dates", []), sort_keys=True),
+    }
+    with atomic_path(out_nc) as tmp, dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
+        out.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=encoding)
     log.info("wrote %s: %d dates x %d x %d, bands %s", out_nc, n_t, height, width, ",".join(bands))
 
 
 def netcdf_from_snakemake(smk) -> None:
-    netcdf(smk.input.cube, smk.input.manifest_info, _plain(smk.params.config), smk.output.nc)
+    netcdf(
+        smk.input.cube.removesuffix("/zarr.json"),
+        smk.input.manifest_info,
+        _plain(smk.params.config),
+        smk.output.nc,
+        threads=smk.threads,
+    )

@@ -12,20 +12,26 @@ Each pixel is corrected by the baseline of the item it came from (the tile's
 becomes a valid 0 and DN 0 (no data) becomes the fill, so the two never collide,
 and nothing wraps around (the original package subtracted on uint16: 0 - 1000 ->
 64536). Values beyond the int16 range (saturated DN > 32767) are clipped to
-32767 and counted. SCL is copied unchanged. The output records
-``offset_corrected: true``; a corrected store is refused as input, so the fix can
-never be applied twice.
+32767 and counted in the job's log. SCL, SCL_any and source are carried unchanged.
+
+One job takes a light batch of per-date tile stores and writes one ``(time, y, x)``
+store, group by group of dates (bounded memory: each group is read with xarray,
+corrected and appended along ``time``).
+Each date records ``offset_correction`` (JSON: the setting and each item's shift);
+a store whose tile says it is already corrected is refused, so the fix can never be
+applied twice.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from s2ts.errors import UserError
 from s2ts.item_meta import baseline_version
-from s2ts.zarr_io import FILL_INT16, NO_SOURCE, read_arrays, read_attrs, write_store
+from s2ts.zarr_io import FILL_INT16, NO_SOURCE
 
 log = logging.getLogger("offset_fix")
 
@@ -43,64 +49,141 @@ def item_shift(item: dict, apply: bool, value: int, since_baseline: str) -> int:
     return int(value) if pb >= baseline_version(since_baseline) else 0
 
 
-def apply_offset(dn: np.ndarray, source: np.ndarray, shifts: list[int]) -> tuple[np.ndarray, int]:
-    """uint16 DN -> int16 corrected DN (fill -32768 where DN == 0); returns (out, n_clipped)."""
+def shift_lut(shifts: list[int]) -> np.ndarray:
+    """int32 (256,): the shift of each ``source`` value (255, no source: 0)."""
     lut = np.zeros(256, np.int32)
     lut[: len(shifts)] = shifts
     lut[NO_SOURCE] = 0
-    out = dn.astype(np.int32) + lut[source]
-    n_clipped = int((out > INT16_MAX).sum())
+    return lut
+
+
+def _shift(source: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Each pixel's shift: ``lut`` (..., 256) looked up at its ``source`` value."""
+    return np.take_along_axis(lut, source[..., None].astype(np.intp), -1)[..., 0]
+
+
+def apply_offset(dn: np.ndarray, source: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """uint16 DN -> int16 corrected DN (fill -32768 where DN == 0), clipped to int16.
+
+    ``lut`` (:func:`shift_lut`): the shift per ``source`` value, broadcast against
+    the pixels along its leading axes (e.g. one row per date)."""
+    out = dn.astype(np.int32) + _shift(source, lut)
     out = np.clip(out, FILL_INT16 + 1, INT16_MAX)
     out[dn == 0] = FILL_INT16
-    return out.astype(np.int16), n_clipped
+    return out.astype(np.int16)
 
 
-def offset_fix(tile_path, out_path, apply: bool = True, value: int = -1000, since_baseline: str = "04.00") -> dict:
-    attrs = read_attrs(tile_path)
-    if attrs.get("stage") != "tile" or attrs.get("offset_corrected"):
-        raise UserError(
-            f"{tile_path} is not an uncorrected tile (stage={attrs.get('stage')}, "
-            f"offset_corrected={attrs.get('offset_corrected')}): the offset fix is never applied twice."
-        )
-    bands, mask_band = attrs["bands"], attrs["mask_band"]
-    extra = [mask_band, f"{mask_band}_any", "source"]
-    data = read_arrays(tile_path, bands + extra)
-    shifts = [item_shift(it, apply, value, since_baseline) for it in attrs["items"]]
-    arrays = {}
-    clipped = 0
+def clipped(dn: np.ndarray, source: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Where the corrected DN exceeds int16 (counted, then clipped to 32767)."""
+    return (dn.astype(np.int32) + _shift(source, lut) > INT16_MAX) & (dn != 0)
+
+
+#: memory for one group of dates read, corrected and written together
+GROUP_BYTES = 256 * 2**20
+
+
+def tile_groups(tile_stores: list[Path]):
+    """The batch's per-date tile stores in date order, with their attributes, split
+    in consecutive groups that fit :data:`GROUP_BYTES` (a multiple of the output's
+    time chunk, so appending never rewrites a chunk)."""
+    from s2ts.zarr_io import read_attrs, time_chunk
+
+    stores = sorted((Path(p) for p in tile_stores), key=lambda p: p.name)
+    if not stores:
+        raise UserError("offset_fix: no tile store in this batch: rerun the tile rule.")
+    attrs = [read_attrs(p) for p in stores]
+    for p, a in zip(stores, attrs):
+        if a.get("stage") != "tile" or a.get("offset_corrected"):
+            raise UserError(
+                f"{p} is not an uncorrected tile (stage={a.get('stage')}, "
+                f"offset_corrected={a.get('offset_corrected')}): the offset fix is never applied twice."
+            )
+    grid = attrs[0]["grid"]
+    per_date = grid["height"] * grid["width"] * (4 * len(attrs[0]["bands"]) + 8)
+    nt = time_chunk(grid["height"], grid["width"])
+    size = max(nt, (GROUP_BYTES // max(1, per_date)) // nt * nt)
+    return [(stores[i : i + size], attrs[i : i + size]) for i in range(0, len(stores), size)]
+
+
+def correct_group(stores, attrs, apply: bool, value: int, since_baseline: str, skipped=None):
+    """One group of per-date tile stores, corrected: a ``(time, y, x)`` Dataset (in
+    memory) with the per-date records, and the clipped-pixel counts per date."""
+    import xarray as xr
+
+    from s2ts.zarr_io import open_dataset, record_json
+
+    ds = xr.concat([open_dataset(p) for p in stores], dim="time", coords="minimal", compat="override")
+    times = np.array([np.datetime64(a["datetime"].rstrip("Z"), "s") for a in attrs]).astype("datetime64[ns]")
+    ds = ds.assign_coords(time=times)
+    bands, mask_band = attrs[0]["bands"], attrs[0]["mask_band"]
+    shifts = [[item_shift(it, apply, value, since_baseline) for it in a["items"]] for a in attrs]
+    lut = np.stack([shift_lut(s) for s in shifts])[:, None, None, :]  # (time, 1, 1, 256)
+    source = ds["source"].values
+    out = ds[[mask_band, f"{mask_band}_any", "source"]].copy()
+    n_clipped = np.zeros(len(attrs), np.int64)
     for b in bands:
-        arrays[b], n = apply_offset(data[b], data["source"], shifts)
-        clipped += n
-    for name in extra:
-        arrays[name] = data[name]
-    out = dict(attrs)
-    out.update(
-        stage="offset_fix",
-        offset_corrected=bool(apply),
-        offset={
+        dn = ds[b].values
+        out[b] = (("time", "y", "x"), apply_offset(dn, source, lut))
+        n_clipped += clipped(dn, source, lut).sum(axis=(1, 2))
+    out = out[bands + [mask_band, f"{mask_band}_any", "source"]]
+    records = [
+        {
             "apply": bool(apply),
             "value": int(value),
             "since_baseline": since_baseline,
             "per_item": [
                 {"id": it["id"], "processing_baseline": it.get("processing_baseline"), "shift": s}
-                for it, s in zip(attrs["items"], shifts)
+                for it, s in zip(a["items"], sh)
             ],
-            "clipped_pixels": clipped,
-        },
-    )
-    write_store(out_path, arrays, out, attrs["grid"])
-    log.info(
-        "date %s: shifts %s (%d pixels clipped at 32767)",
-        attrs["date"],
-        {it["id"]: s for it, s in zip(attrs["items"], shifts)},
-        clipped,
-    )
-    return out
+        }
+        for a, sh in zip(attrs, shifts)
+    ]
+    out["solar_day"] = ("time", np.array([a["date"] for a in attrs], dtype=object))
+    out["item_records"] = ("time", np.array([record_json(a["items"]) for a in attrs], dtype=object))
+    out["offset_correction"] = ("time", np.array([record_json(r) for r in records], dtype=object))
+    out.attrs = {
+        "stage": "offset_fix",
+        "aoi": attrs[0].get("aoi"),
+        "bands": bands,
+        "mask_band": mask_band,
+        "grid": attrs[0]["grid"],
+        "offset_corrected": bool(apply),
+        "skipped_dates": list(skipped or []),
+    }
+    return out, records, n_clipped
+
+
+def offset_fix(
+    tile_stores,
+    out_path,
+    apply: bool = True,
+    value: int = -1000,
+    since_baseline: str = "04.00",
+    skipped: list[dict] | None = None,
+) -> list[dict]:
+    """Correct a batch of per-date tile stores into one ``(time, y, x)`` store, group
+    by group of dates; return the per-date correction records."""
+    from s2ts.zarr_io import write_batches
+
+    all_records = []
+
+    def groups():
+        for stores, attrs in tile_groups(tile_stores):
+            out, records, n_clipped = correct_group(stores, attrs, apply, value, since_baseline, skipped)
+            for a, r, n in zip(attrs, records, n_clipped):
+                shifts = {p["id"]: p["shift"] for p in r["per_item"]}
+                log.info("date %s: shifts %s (%d pixels clipped at 32767)", a["date"], shifts, n)
+            all_records.extend(records)
+            yield out
+
+    write_batches(groups(), out_path)
+    return all_records
 
 
 def offset_fix_from_snakemake(smk) -> None:
-    """One batch folder of per-date stores."""
-    from s2ts.batches import each_store
+    """A light batch: the per-date stores of one or more tile batch folders."""
+    from s2ts.batches import batch_stores
 
     p = smk.params
-    each_store(smk.input.tiles, smk.output.tiles, lambda s, o: offset_fix(s, o, p.apply, p.value, p.since_baseline))
+    stores, skipped = batch_stores(smk.input.tiles)
+    offset_fix(stores, smk.output.store.removesuffix("/zarr.json"), p.apply, p.value, p.since_baseline, skipped)

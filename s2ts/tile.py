@@ -1,36 +1,44 @@
-"""Tile stage: load one date's items onto the AOI's grid as a per-date Zarr store.
+"""Tile stage: load a batch of dates onto the AOI's grid, one Zarr store per date.
 
-Loader: **odc-stac**. It reads items in either projection form (``proj:epsg`` as
-served by the Planetary Computer, ``proj:code`` as written by pystac >= 1.12);
-stackstac 0.5.1 reads ``proj:epsg`` only, so it fails on items that went through
-pystac (tests/test_tile.py loads both forms). odc-stac reads COG overviews when
-the target resolution allows: the largest overview whose factor does not exceed
-the integer part of the scale (an aligned 40 m UTM grid reads the 4x overview,
-tests/test_tile.py; the tutorial's 40 m EPSG:3035 grid is 3.996 UTM 10 m pixels,
-so odc-stac reads the 2x one there, see docs/performance.md).
+Loaders (``tiles.loader``): **odc-stac** (the default) or **stackstac**. Both get the
+items in either projection form (``proj:epsg`` as served by the Planetary Computer,
+``proj:code`` as written by pystac >= 1.12): items are normalised to carry both
+(stackstac 0.5.1 reads ``proj:epsg`` only). Each batch is read with one loader call
+for the reflectance bands and one for the mask band, for as many dates as fit in
+:data:`GROUP_BYTES` of memory, with up to ``reads`` reads in flight (a thread pool:
+latency-bound network reads overlap whatever the job's cores; on local files the
+job's own threads).
 
 * Reflectance bands: resampling ``average`` (no-data 0 excluded), kept uint16,
-  no-data 0.
+  no-data 0. odc-stac reads the COG overview that matches the target resolution:
+  the largest overview whose factor is at most the scale between source and target
+  pixels plus :data:`OVERVIEW_TOLERANCE` (a 40 m grid over 10 m bands reads the 4x
+  overview, even where the grid's projection makes the scale 3.996; odc-stac alone
+  would take the 2x one there). stackstac warps the full-resolution pixels.
 * Mask band (SCL): a separate read at full resolution with ``nearest`` only, no
   overviews (a provider's SCL overviews may have been built by averaging, which
-  invents classes), so every output class exists in the input. It is read on a
-  grid finer than the target (one sub-cell per native cell), giving ``SCL`` (the
-  pixel's central cell) and ``SCL_any`` (uint16 bitmask of every class present in
-  the pixel's footprint) for the conservative mask rule: a 40 m pixel whose
-  reflectance averages a cloudy 10 m corner is masked even if its central SCL
-  cell is clear.
-* Same-day items (overlapping MGRS tiles, split granules): each item is loaded
-  on its own, then the date is mosaicked deterministically: per pixel, the first
-  item, in id order, whose reflectance bands are all valid there. The ``source``
-  array records that item's index in ``attrs["items"]`` so the offset fix can use
-  the baseline of the item each pixel came from.
-* Signing (Planetary Computer SAS tokens) happens in the loader's ``patch_url``
-  right before each read; signed URLs are never stored or logged.
+  invents classes), so every output class exists in the input. It is read on a grid
+  finer than the target (one sub-cell per native cell), giving ``SCL`` (the pixel's
+  central cell) and ``SCL_any`` (uint16 bitmask of every class present in the
+  pixel's footprint) for the conservative mask rule.
+* Same-day items (overlapping MGRS tiles, split granules): loaded per item, then the
+  date is mosaicked deterministically: per pixel, the first item in (time, id)
+  order whose reflectance bands are all valid there. ``source`` records that item's
+  index in ``attrs["items"]`` so the offset fix can use each pixel's own baseline.
+* Signing (Planetary Computer SAS tokens) happens right before reading (odc-stac's
+  ``patch_url``; for stackstac the in-memory hrefs are signed just before the load);
+  signed URLs are never stored or logged.
+
+Incremental: the rule's output folder is ``update()``-flagged, so a rerun finds the
+stores it wrote before. A store is kept when its ``recipe`` (bands, mask band, grid,
+loader, stage code) and its date's ``items_digest`` are unchanged; only the other
+dates are read. Adding one date to a finished run reads that date's items only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import math
@@ -42,16 +50,22 @@ import numpy as np
 
 from s2ts import item_meta as im
 from s2ts.errors import UserError
-from s2ts.zarr_io import NO_SOURCE, write_store
+from s2ts.zarr_io import NO_SOURCE
 
 log = logging.getLogger("tile")
 
 PC_HOST = "planetarycomputer.microsoft.com"
+LOADERS = ("odc-stac", "stackstac")
+#: memory for one loader call's arrays (all items of a group of dates, every band)
+GROUP_BYTES = 256 * 2**20
+#: an overview of factor f is read when f <= scale * (1 + OVERVIEW_TOLERANCE)
+OVERVIEW_TOLERANCE = 0.01
 
 #: GDAL settings for reading COGs over HTTP: retries with backoff on transient
 #: failures (HTTP 429/5xx and timeouts), a per-request timeout, no directory
-#: listing, bounded block cache. An environment variable of the same name wins
-#: (e.g. ``GDAL_HTTP_TIMEOUT=300`` on a slow link): see :func:`gdal_options`.
+#: listing, no HEAD request before the first read, bounded block cache. An
+#: environment variable of the same name wins (e.g. ``GDAL_HTTP_TIMEOUT=300`` on a
+#: slow link): see :func:`gdal_options`.
 GDAL_OPTIONS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "GDAL_HTTP_MAX_RETRY": 5,
@@ -60,6 +74,7 @@ GDAL_OPTIONS = {
     "GDAL_HTTP_MULTIRANGE": "YES",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
+    "CPL_VSIL_CURL_USE_HEAD": "NO",
     "GDAL_CACHEMAX": 256,
     "VSI_CACHE": "TRUE",
 }
@@ -85,10 +100,31 @@ def href_patcher(mode: str):
     return None
 
 
+def is_remote(href: str) -> bool:
+    return urlsplit(href).scheme in ("http", "https", "s3", "gs", "az") or href.startswith("/vsi")
+
+
 def read_items(item_file) -> list[dict]:
     """The date's items in mosaic priority order: acquisition time, then id."""
     feats = json.loads(Path(item_file).read_text())["features"]
     return sorted(feats, key=lambda it: (im.item_datetime(it), it["id"]))
+
+
+def items_digest(items: list[dict]) -> str:
+    """Content hash of a date's items: a store is reused only for the same items."""
+    return hashlib.sha1(json.dumps(items, sort_keys=True).encode()).hexdigest()
+
+
+def normalise_proj(item: dict) -> dict:
+    """A copy of ``item`` whose properties and assets carry the projection as both
+    ``proj:epsg`` (stackstac 0.5.1 reads only this) and ``proj:code``."""
+    out = {**item, "properties": dict(item.get("properties", {})), "links": []}
+    out["assets"] = {k: dict(a) for k, a in item.get("assets", {}).items()}
+    for d in [out["properties"], *out["assets"].values()]:
+        epsg = im._epsg_of(d)
+        if epsg is not None:
+            d["proj:epsg"], d["proj:code"] = epsg, f"EPSG:{epsg}"
+    return out
 
 
 def geobox_of(grid: dict):
@@ -96,7 +132,7 @@ def geobox_of(grid: dict):
     from odc.geo.geobox import GeoBox
 
     a, b, c, d, e, f = grid["transform"]
-    return GeoBox((grid["height"], grid["width"]), Affine(a, b, c, d, e, f), grid["crs"])
+    return GeoBox((grid["height"], grid["width"]), Affine(a, b, c, d, e, f), grid.get("crs_wkt") or grid["crs"])
 
 
 def _stac_cfg(collection: str, bands: list[str], mask_band: str) -> dict:
@@ -130,46 +166,150 @@ def class_bits(fine: np.ndarray, f: int) -> np.ndarray:
     return np.bitwise_or.reduce(np.bitwise_or.reduce(bits, axis=4), axis=2)
 
 
-def load_items(items: list[dict], grid: dict, bands: list[str], mask_band: str, threads: int = 1, patch_url=None):
-    """Per-item arrays on the grid: ``({band: (n, y, x)}, scl (n, y, x), scl_any (n, y, x))``.
+# ----------------------------------------------------------------------------- odc-stac
+def matching_overview(scale: float, factors: list[int]) -> int | None:
+    """Index of the overview to read at ``scale`` source pixels per target pixel: the
+    coarsest whose factor is at most ``scale * (1 + OVERVIEW_TOLERANCE)`` (None: full
+    resolution)."""
+    best = None
+    for i, f in enumerate(factors):
+        if f <= scale * (1 + OVERVIEW_TOLERANCE):
+            best = i
+    return best
 
-    The mask band is read once, with nearest, on a grid ``f`` times finer than the
-    target (``f`` = target / native resolution, rounded up), so each target pixel
-    sees every mask cell it covers: ``scl`` is its central sub-cell (nearest),
-    ``scl_any`` the bitmask of all classes present (for the conservative rule).
-    """
+
+def _overview_driver():
+    """odc-loader's rasterio driver, reading the overview that matches the target
+    resolution (:func:`matching_overview`) instead of odc-geo's, which snaps the scale
+    down to an integer unless it is within 1e-3 of one (3.996 -> 3 -> the 2x
+    overview). Everything else is odc-loader's own reading code."""
+    import rasterio
+    from odc.loader._reader import resolve_band_query
+    from odc.loader._rio import RioDriver, RioReader, _do_read, _reproject_info_from_rio, rio_env
+
+    def read(src, cfg, dst_geobox, dst=None, selection=None):
+        ttol = 0.9 if cfg.nearest else 0.05
+        with rasterio.open(src.uri, "r", sharing=False) as rdr:
+            bidx = resolve_band_query(src, rdr.count, selection=selection)
+            rr = _reproject_info_from_rio(rdr, dst_geobox, ttol=ttol)
+            ovr = None
+            if cfg.use_overviews and rr.read_shrink > 1:
+                ovr = matching_overview(rr.scale, rdr.overviews(bidx if isinstance(bidx, int) else bidx[0]))
+            if ovr is None:
+                with rio_env(VSI_CACHE=False):
+                    return _do_read(rasterio.band(rdr, bidx), cfg, dst_geobox, rr, dst=dst)
+        with rasterio.open(src.uri, "r", sharing=False, overview_level=ovr) as rdr_ovr:
+            with rio_env(VSI_CACHE=False):
+                return _do_read(rasterio.band(rdr_ovr, bidx), cfg, dst_geobox, rr, dst=dst)
+
+    class Reader(RioReader):
+        def read(self, cfg, dst_geobox, *, dst=None, selection=None):
+            return read(self._src, cfg, dst_geobox, dst=dst, selection=selection)
+
+    class Driver(RioDriver):
+        def open(self, src, ctx):
+            return Reader(src, ctx)
+
+    return Driver()
+
+
+def _load_odc(items, grid, fine, bands, mask_band, pool, patch_url):
     import odc.stac
     import pystac
 
     odc.stac.configure_rio(cloud_defaults=False, **gdal_options())
-    gbox = geobox_of(grid)
-    f = mask_factor(items, mask_band, grid["resolution"])
-    stac_items = [pystac.Item.from_dict({**it, "links": []}) for it in items]
-    cfg = _stac_cfg(items[0].get("collection"), bands, mask_band)
+    stac_items = [pystac.Item.from_dict(it) for it in items]
     common = dict(
-        geobox=gbox,
         groupby="id",
         preserve_original_order=True,  # keep our (time, id) priority order
-        stac_cfg=cfg,
+        stac_cfg=_stac_cfg(items[0].get("collection"), bands, mask_band),
         patch_url=patch_url,
-        # odc-stac makes a new thread pool per call when given one, and each new
-        # thread sets up its GDAL environment again: about 0.14 s per call, 3x the
-        # read itself here. One thread reads in the calling thread (the faster choice
-        # on local files; over HTTP a pool reads items and bands concurrently).
-        pool=threads if threads > 1 else None,
+        # odc-stac makes a new thread pool per call when given a number, and each new
+        # thread sets up its GDAL environment: the calling thread when there is no pool
+        pool=pool,
         chunks=None,
+        driver=_overview_driver(),
     )
+    refl = odc.stac.load(stac_items, bands=bands, geobox=geobox_of(grid), resampling="average", **common)
+    scl = odc.stac.load(
+        stac_items, bands=[mask_band], geobox=geobox_of(fine), resampling="nearest", use_overviews=False, **common
+    )
+    return {b: refl[b].values for b in bands}, scl[mask_band].values
+
+
+# ----------------------------------------------------------------------------- stackstac
+def _load_stackstac(items, grid, fine, bands, mask_band, pool, patch_url):
+    import stackstac
+    from rasterio.enums import Resampling
+
+    epsg = grid.get("epsg")
+    if not epsg:
+        raise UserError(
+            f"tiles.loader: stackstac needs a grid CRS with an EPSG code, and grid.crs {grid['crs']} has none: "
+            "use tiles.loader: odc-stac, or an EPSG CRS."
+        )
+    if patch_url:
+        items = [
+            {**it, "assets": {k: {**a, "href": patch_url(a["href"])} for k, a in it["assets"].items()}} for it in items
+        ]
+    env = stackstac.rio_env.LayeredEnv(
+        always={**stackstac.DEFAULT_GDAL_ENV._always, **gdal_options()},
+        open=stackstac.DEFAULT_GDAL_ENV._open,
+        read=stackstac.DEFAULT_GDAL_ENV._read,
+    )
+
+    def stack(g, assets, resampling, dtype):
+        arr = stackstac.stack(
+            items,
+            assets=assets,
+            epsg=int(epsg),
+            resolution=g["resolution"],
+            bounds=tuple(g["bounds"]),
+            snap_bounds=False,
+            resampling=resampling,
+            dtype=np.dtype(dtype),
+            fill_value=np.dtype(dtype).type(0),  # stackstac checks the fill value's type
+            rescale=False,
+            sortby_date=False,  # keep our (time, id) priority order
+            xy_coords="center",
+            properties=False,
+            band_coords=False,
+            chunksize=(1, 1, g["height"], g["width"]),
+            gdal_env=env,
+            errors_as_nodata=(),
+        )
+        return arr.compute(scheduler="threads", num_workers=pool or 1)
+
+    refl = stack(grid, bands, Resampling.average, "uint16")
+    scl = stack(fine, [mask_band], Resampling.nearest, "uint8")
+    return {b: refl.sel(band=b).values for b in bands}, scl.sel(band=mask_band).values
+
+
+def load_items(items, grid, bands, mask_band, loader="odc-stac", reads=None, patch_url=None):
+    """Per-item arrays on the grid: ``({band: (n, y, x)}, scl (n, y, x), scl_any (n, y, x))``.
+
+    One call of the loader for the reflectance bands of all ``items`` and one for the
+    mask band, which is read with nearest on a grid ``f`` times finer than the target
+    (``f`` = target / native resolution, rounded up), so each target pixel sees every
+    mask cell it covers: ``scl`` is its central sub-cell, ``scl_any`` the bitmask of
+    all classes present (for the conservative rule). ``reads``: reads in flight
+    (None: one at a time, in the calling thread)."""
+    if loader not in LOADERS:
+        raise UserError(f"tiles.loader: {loader!r} is not a loader; choose one of {', '.join(LOADERS)}.")
+    f = mask_factor(items, mask_band, grid["resolution"])
+    items = [normalise_proj(it) for it in items]
+    fn = _load_odc if loader == "odc-stac" else _load_stackstac
+    pool = reads if reads and reads > 1 else None
     try:
-        refl = odc.stac.load(stac_items, bands=bands, resampling="average", **common)
-        common_scl = dict(common, geobox=geobox_of(fine_grid(grid, f)))
-        scl = odc.stac.load(stac_items, bands=[mask_band], resampling="nearest", use_overviews=False, **common_scl)
+        refl, fine = fn(items, grid, fine_grid(grid, f), bands, mask_band, pool, patch_url)
+    except UserError:
+        raise
     except Exception as exc:
         raise ReadError(_locate_failure(items, bands + [mask_band], patch_url, exc)) from None
-    for ds in (refl, scl):
-        if ds.sizes["time"] != len(items):
-            raise RuntimeError(f"odc-stac returned {ds.sizes['time']} slices for {len(items)} items")
-    fine = scl[mask_band].values
-    return {b: refl[b].values for b in bands}, fine[:, f // 2 :: f, f // 2 :: f], class_bits(fine, f)
+    for name, a in [*refl.items(), (mask_band, fine)]:
+        if a.shape[0] != len(items):
+            raise RuntimeError(f"{loader} returned {a.shape[0]} slices of {name} for {len(items)} items")
+    return refl, fine[:, f // 2 :: f, f // 2 :: f], class_bits(fine, f)
 
 
 class ReadError(UserError):
@@ -247,45 +387,53 @@ def mean_datetime(items: list[dict]) -> str:
     return im.format_datetime(dt.datetime.fromtimestamp(sum(ts) / len(ts), dt.UTC))
 
 
-def tile(item_file, grid_json, bands: list[str], mask_band: str, out_path, signing="none", threads=1) -> dict:
-    items = read_items(item_file)
-    if not items:
-        raise UserError(f"{item_file} lists no item: rerun the stac_manifest stage")
-    aoi = json.loads(Path(grid_json).read_text())
-    grid = aoi["grid"]
-    date = Path(item_file).stem
-    log.info("date %s: reading %d item(s): %s", date, len(items), ", ".join(it["id"] for it in items))
-    per_item, scl, scl_any = load_items(items, grid, bands, mask_band, threads, href_patcher(signing))
-    arrays, out_scl, source, out_any = mosaic(per_item, scl, scl_any)
-    arrays[mask_band] = out_scl
-    arrays[f"{mask_band}_any"] = out_any
-    arrays["source"] = source
-    attrs = {
-        "stage": "tile",
-        "aoi": aoi["id"],
-        "date": date,
-        "datetime": mean_datetime(items),
-        "items": [
-            {
-                "id": it["id"],
-                "datetime": im.format_datetime(im.item_datetime(it)),
-                "processing_baseline": it.get("properties", {}).get("s2:processing_baseline"),
-                "boa_offset_applied": it.get("properties", {}).get("earthsearch:boa_offset_applied"),
-                "platform": im.platform(it),
-                "mgrs_tile": im.mgrs_tile(it),
-            }
-            for it in items
-        ],
-        "bands": list(bands),
-        "mask_band": mask_band,
-        "grid": grid,
-        "offset_corrected": False,
-        "loader": "odc-stac",
+def item_record(it: dict) -> dict:
+    """What the later stages need of an item (its baseline drives the offset fix)."""
+    props = it.get("properties", {})
+    return {
+        "id": it["id"],
+        "datetime": im.format_datetime(im.item_datetime(it)),
+        "processing_baseline": props.get("s2:processing_baseline"),
+        "boa_offset_applied": props.get("earthsearch:boa_offset_applied"),
+        "platform": im.platform(it),
+        "mgrs_tile": im.mgrs_tile(it),
     }
-    write_store(out_path, arrays, attrs, grid)
-    counts = np.bincount(source[source != NO_SOURCE], minlength=len(items)) if (source != NO_SOURCE).any() else []
-    log.info("date %s: wrote %s (pixels per item: %s)", date, out_path, list(map(int, counts)))
-    return attrs
+
+
+def date_dataset(template, date: str, items: list[dict], arrays: dict, attrs: dict):
+    """One date's store: ``arrays`` (2-D, on the grid) with the grid's coordinates and CRS."""
+    ds = template.copy()
+    for name, a in arrays.items():
+        ds[name] = (("y", "x"), a)
+    ds.attrs = {**attrs, "date": date, "datetime": mean_datetime(items), "items": [item_record(it) for it in items]}
+    return ds
+
+
+def _groups(dates: list[str], items_of: dict, n_values: int, limit: int = GROUP_BYTES):
+    """Consecutive dates whose items' arrays (``n_values`` bytes per item) fit ``limit``."""
+    group, size = [], 0
+    for d in dates:
+        add = len(items_of[d]) * n_values
+        if group and size + add > limit:
+            yield group
+            group, size = [], 0
+        group.append(d)
+        size += add
+    if group:
+        yield group
+
+
+def _load_dates(dates, items_of, grid, bands, mask_band, loader, reads, patch_url):
+    """``{date: (per_item bands, scl, scl_any)}`` for a group of dates, in one load."""
+    items = [it for d in dates for it in items_of[d]]
+    log.info("reading %d item(s) of %d date(s) (%s .. %s)", len(items), len(dates), dates[0], dates[-1])
+    refl, scl, scl_any = load_items(items, grid, bands, mask_band, loader, reads, patch_url)
+    out, i = {}, 0
+    for d in dates:
+        n = len(items_of[d])
+        out[d] = ({b: refl[b][i : i + n] for b in bands}, scl[i : i + n], scl_any[i : i + n])
+        i += n
+    return out
 
 
 SKIPPED = "skipped.json"
@@ -297,42 +445,130 @@ def read_skipped(folder) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
+def kept_stores(out_dir: Path, wanted: dict[str, str], recipe: str) -> set[str]:
+    """Dates whose store in ``out_dir`` (from an earlier run of this batch) has this
+    ``recipe`` and the same items (``wanted``: date -> items digest). Every other
+    store is removed (stale: other items, other settings, or a date no longer in
+    the batch)."""
+    from s2ts.io import remove
+    from s2ts.zarr_io import read_attrs
+
+    keep = set()
+    for store in sorted(out_dir.glob("*.zarr")):
+        try:
+            attrs = read_attrs(store)
+        except (FileNotFoundError, ValueError):
+            attrs = {}
+        if attrs.get("recipe") == recipe and attrs.get("items_digest") == wanted.get(store.stem):
+            keep.add(store.stem)
+        else:
+            remove(store)
+    return keep
+
+
 def tile_batch(
-    item_files, grid_json, bands, mask_band, out_dir, signing="none", threads=1, on_read_error="fail", batch=""
+    item_files,
+    grid_json,
+    bands,
+    mask_band,
+    out_dir,
+    signing="none",
+    threads=1,
+    on_read_error="fail",
+    batch="",
+    loader="odc-stac",
+    reads_in_flight=16,
+    code="",
 ):
-    """One batch of dates: one store per date in ``out_dir``. With
+    """One batch of dates: one store per date in ``out_dir``, reusing the stores of an
+    earlier run made with the same recipe (bands, mask band, grid, loader and the
+    stage's ``code`` digest) from the same items. With
     ``on_read_error="skip"`` a date whose pixels cannot be read is left out and
     recorded in ``out_dir/skipped.json`` (carried to the NetCDF's provenance)."""
-    from s2ts.io import write_json
+    from s2ts.io import remove, write_json
+    from s2ts.zarr_io import grid_dataset, write_dataset
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    skipped = []
-    for i, item_file in enumerate(item_files, 1):
-        date = Path(item_file).stem
+    items_of = {Path(f).stem: read_items(f) for f in item_files}
+    for date, items in items_of.items():
+        if not items:
+            raise UserError(f"the item file of {date} lists no item: rerun the stac_manifest stage")
+    digests = {d: items_digest(items) for d, items in items_of.items()}
+    aoi = json.loads(Path(grid_json).read_text())
+    grid = aoi["grid"]
+    recipe = hashlib.sha1(json.dumps([list(bands), mask_band, grid, loader, code], sort_keys=True).encode()).hexdigest()
+    kept = kept_stores(out, digests, recipe)
+    todo = [d for d in sorted(items_of) if d not in kept]
+    log.info(
+        "batch %s: %d date(s), %d kept from an earlier run, %d to read", batch, len(items_of), len(kept), len(todo)
+    )
+    remote = any(is_remote(a["href"]) for d in todo for it in items_of[d] for a in it["assets"].values())
+    reads = max(int(threads), int(reads_in_flight)) if remote else int(threads)
+    patch_url = href_patcher(signing)
+    template = grid_dataset(grid)
+    base_attrs = {
+        "stage": "tile",
+        "aoi": aoi["id"],
+        "bands": list(bands),
+        "mask_band": mask_band,
+        "grid": grid,
+        "offset_corrected": False,
+        "loader": loader,
+        "recipe": recipe,
+    }
+    f = mask_factor([it for d in todo for it in items_of[d]], mask_band, grid["resolution"]) if todo else 1
+    per_item = grid["height"] * grid["width"] * (2 * len(bands) + f * f + 2)
+    skipped, done = [], len(kept)
+    for group in _groups(todo, items_of, per_item):
         try:
-            tile(item_file, grid_json, bands, mask_band, out / f"{date}.zarr", signing=signing, threads=threads)
-        except ReadError as exc:
-            if on_read_error != "skip":
+            loaded = _load_dates(group, items_of, grid, bands, mask_band, loader, reads, patch_url)
+        except ReadError:
+            if len(group) == 1 and on_read_error != "skip":
                 raise
-            log.warning("date %s skipped (tiles.on_read_error: skip): %s", date, exc)
-            skipped.append({"date": date, "reason": str(exc)})
-        log.info("batch %s: %d of %d dates done", batch, i, len(item_files))
+            loaded = {}
+            for d in group:  # find the date(s) that cannot be read
+                try:
+                    loaded.update(_load_dates([d], items_of, grid, bands, mask_band, loader, reads, patch_url))
+                except ReadError as exc:
+                    if on_read_error != "skip":
+                        raise
+                    log.warning("date %s skipped (tiles.on_read_error: skip): %s", d, exc)
+                    skipped.append({"date": d, "reason": str(exc)})
+        for d in group:
+            if d not in loaded:
+                continue
+            refl, scl, scl_any = loaded.pop(d)
+            arrays, out_scl, source, out_any = mosaic(refl, scl, scl_any)
+            arrays.update({mask_band: out_scl, f"{mask_band}_any": out_any, "source": source})
+            attrs = {**base_attrs, "items_digest": digests[d]}
+            write_dataset(date_dataset(template, d, items_of[d], arrays, attrs), out / f"{d}.zarr")
+            done += 1
+            counts = np.bincount(source[source != NO_SOURCE], minlength=len(items_of[d]))
+            log.info(
+                "date %s: written (pixels per item: %s); %d of %d dates done", d, counts.tolist(), done, len(items_of)
+            )
     if skipped:
         write_json(out / SKIPPED, skipped)
+    else:
+        remove(out / SKIPPED)
     return skipped
 
 
 def tile_from_snakemake(smk) -> None:
     os.environ.setdefault("GDAL_NUM_THREADS", str(smk.threads))
+    p = smk.params
     tile_batch(
         list(smk.input.item_files),
         smk.input.grid,
-        list(smk.params.bands),
-        smk.params.mask_band,
+        list(p.bands),
+        p.mask_band,
         smk.output.tiles,
-        signing=smk.params.signing,
+        signing=p.signing,
         threads=smk.threads,
-        on_read_error=smk.params.on_read_error,
+        on_read_error=p.on_read_error,
         batch=smk.wildcards.batch,
+        loader=p.loader,
+        reads_in_flight=p.reads_in_flight,
+        code=p.code,
     )

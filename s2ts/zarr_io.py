@@ -1,46 +1,61 @@
-"""Per-date and per-AOI Zarr stores shared by the data stages (numpy + zarr only).
+"""Zarr stores of the data stages as xarray Datasets.
 
-A store is a Zarr v3 group that xarray opens as a Dataset
-(``xr.open_zarr(path)``): 2-D arrays ``(y, x)`` per band (or 3-D ``(time, y,
-x)`` for the gap-filled cube), 1-D ``x``/``y`` coordinates at pixel centres in
-the grid's CRS, and group attributes carrying the provenance (stage, items,
-grid, whether the baseline offset was corrected).
+Stores are written with ``Dataset.to_zarr`` (Zarr v3, consolidated metadata) and read
+with ``xarray.open_zarr``. Every store carries its grid's CRS: rioxarray's
+``write_crs`` adds the CF grid-mapping variable ``spatial_ref`` and each gridded
+variable names it in ``grid_mapping``, so
+``xr.open_zarr(path, decode_coords="all").rio.crs`` is the grid's CRS. Coordinates
+``x``/``y`` are pixel centres in the grid's CRS; ``time`` (batch and AOI stores) is
+each date's representative acquisition time, whole seconds, UTC.
 
-Storage types, fixed across stages:
+Layout and storage types, fixed across stages:
 
-============  ============  =======================================================
-stage         bands         no-data / missing
-============  ============  =======================================================
-tile          uint16 DN     0 (Sentinel-2 no-data); ``SCL`` uint8, 0 = no data;
-                            ``source`` uint8: index of the item each pixel came
-                            from in ``attrs["items"]``, 255 = none; ``SCL_any``
-                            uint16, bit c set when class c is in the footprint
-offset_fix    int16         -32768 (a corrected DN can be <= 0: DN 1000 at PB 04.00
-                            is reflectance 0, and must stay distinct from no-data)
-mask          int16         -32768
-gapfill       int16         -32768, plus ``flag`` uint8 (see s2ts.gapfill)
-============  ============  =======================================================
+============  ==================================  =============================================
+stage         store                               variables (no-data / missing)
+============  ==================================  =============================================
+tile          ``tile/<batch>/<date>.zarr``        ``(y, x)`` bands uint16 DN (0); ``SCL`` uint8
+                                                  (0 = no data); ``SCL_any`` uint16, bit c set
+                                                  when class c is in the pixel's footprint;
+                                                  ``source`` uint8: index of the item each pixel
+                                                  came from in ``attrs["items"]`` (255 = none)
+offset_fix    ``offset_fix/<batch>.zarr``         ``(time, y, x)`` bands int16 (-32768: a
+                                                  corrected DN can be <= 0), ``SCL``,
+                                                  ``SCL_any``, ``source``; per date
+                                                  ``item_records``, ``offset_correction`` (JSON)
+mask          ``mask/<batch>.zarr``               ``(time, y, x)`` bands int16 (-32768);
+                                                  ``valid_fraction(time)``, the per-date records
+gapfill       ``gapfill.zarr``                    ``(time, y, x)`` bands int16 (-32768) and
+                                                  ``flag`` uint8 (see s2ts.gapfill)
+============  ==================================  =============================================
 
-Everything is written to a temporary name and renamed into place.
+Per-date stores are chunked ``CHUNK`` x ``CHUNK`` in space; batch stores one date by
+``CHUNK`` x ``CHUNK`` (each date is written once, and read whole by the stage after);
+the gap-filled cube all dates by ``CHUNK`` x ``CHUNK`` (a pixel's series is one chunk).
+Internally the stages open stores with ``mask_and_scale=False`` (integers with their
+fill value, never floats); a user's plain ``xr.open_zarr(path)`` gets NaN for missing.
+
+Everything is written under a temporary name beside the target and renamed into
+place, so a store under its final name is complete.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 FILL_INT16 = -32768
 NO_SOURCE = 255
-CHUNK = 256  # spatial chunk edge of every store
-
-
-def _compressor():
-    import zarr
-
-    return zarr.codecs.ZstdCodec(level=3)
+CHUNK = 512  # spatial chunk edge of every store
+TIME_CHUNK_BYTES = 16 * 2**20
+#: chunk files named "0.0" beside the array's zarr.json (no c/0/ folders: a third of
+#: the file-system entries per store)
+CHUNK_KEYS = {"name": "v2", "separator": "."}
+GRID_MAPPING = "spatial_ref"
+TIME_ENCODING = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian", "dtype": "int64"}
 
 
 def grid_coords(grid: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -52,23 +67,34 @@ def grid_coords(grid: dict) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def write_store(path, arrays: dict[str, np.ndarray], attrs: dict, grid: dict, time: np.ndarray | None = None) -> None:
-    """Write ``arrays`` (2-D ``(y, x)`` or 3-D ``(time, y, x)``) with coordinates.
+def grid_crs(grid: dict):
+    """The grid's pyproj CRS (its WKT when recorded, else its code)."""
+    from pyproj import CRS
 
-    ``fill`` values: uint16 -> 0, int16 -> -32768, uint8 -> 0 except ``source``
-    (255). 3-D arrays are chunked over space only (all dates in one chunk), so a
-    pixel's time series is one read.
-    """
-    with create_store(path, {name: data.dtype for name, data in arrays.items()}, attrs, grid, time, data=arrays):
-        pass
+    return CRS.from_wkt(grid["crs_wkt"]) if grid.get("crs_wkt") else CRS.from_user_input(grid["crs"])
 
 
-def _coord_attrs(name: str) -> dict:
-    return {"units": "m", "standard_name": f"projection_{name}_coordinate"}
+def grid_dataset(grid: dict):
+    """An empty Dataset on the grid: ``x``/``y`` pixel-centre coordinates (CF
+    attributes) and the CRS as the grid-mapping coordinate ``spatial_ref``."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+    import xarray as xr
+
+    x, y = grid_coords(grid)
+    ds = xr.Dataset(
+        coords={
+            "x": ("x", x, {"standard_name": "projection_x_coordinate", "long_name": "x of pixel centre", "units": "m"}),
+            "y": ("y", y, {"standard_name": "projection_y_coordinate", "long_name": "y of pixel centre", "units": "m"}),
+        }
+    )
+    return ds.rio.write_crs(grid_crs(grid), grid_mapping_name=GRID_MAPPING)
 
 
-def fill_value(name: str, dtype) -> int:
+def fill_value(name: str, dtype) -> int | None:
+    """The no-data value of a variable: see the module table (``flag`` has none)."""
     dtype = np.dtype(dtype)
+    if name == "flag":
+        return None
     if name == "source":
         return NO_SOURCE
     if dtype == np.int16:
@@ -76,120 +102,121 @@ def fill_value(name: str, dtype) -> int:
     return 0
 
 
-def open_store(path):
+def time_chunk(height: int, width: int) -> int:
+    """Dates per chunk of a batch store: about :data:`TIME_CHUNK_BYTES` of int16 per
+    chunk (a small AOI's whole batch is one chunk: few files, one read)."""
+    return max(1, TIME_CHUNK_BYTES // (2 * min(height, CHUNK) * min(width, CHUNK)))
+
+
+def _encoding(ds, time_chunk_size: int | None = None) -> dict:
+    """Per-variable encoding: grid mapping, zstd, fill value and chunks (``CHUNK`` x
+    ``CHUNK`` in space; ``time_chunk_size`` dates, default :func:`time_chunk`)."""
     import zarr
 
-    if not Path(path).exists():
-        raise FileNotFoundError(path)
-    return zarr.open_group(store=str(path), mode="r")
+    flat = {"chunk_key_encoding": CHUNK_KEYS}
+    enc = {name: dict(flat) for name in ds.coords}
+    nt = time_chunk_size or (time_chunk(ds.sizes.get("y", 1), ds.sizes.get("x", 1)) if "time" in ds.dims else 1)
+    for name, var in ds.data_vars.items():
+        e = dict(flat)
+        if "y" in var.dims and "x" in var.dims:
+            e["grid_mapping"] = GRID_MAPPING
+            e["compressors"] = zarr.codecs.ZstdCodec(level=3)
+            e["_FillValue"] = fill_value(name, var.dtype)
+            if var.chunks is None:  # numpy: chunk here; dask arrays keep their own chunks
+                want = {"y": CHUNK, "x": CHUNK, "time": nt}
+                e["chunks"] = tuple(max(1, min(want.get(d, n), n)) for d, n in var.sizes.items())
+        enc[name] = e
+    if "time" in ds.coords:
+        enc["time"].update(TIME_ENCODING)
+    return enc
 
 
-def read_attrs(path) -> dict:
-    return dict(open_store(path).attrs)
-
-
-def read_arrays(
-    path, names: list[str] | None = None, window: tuple[slice, slice] | None = None
-) -> dict[str, np.ndarray]:
-    """Read named arrays (all data arrays when ``names`` is None), optionally a window.
-
-    All arrays are read concurrently in one trip to zarr's event loop (each trip
-    costs about 1 ms; a per-date store is read in 3 instead of 14)."""
-    from zarr.core.sync import sync
-
-    if not Path(path).exists():
-        raise FileNotFoundError(path)
-    sel = window if window is not None else (slice(None), slice(None))
-    return sync(_read_arrays(str(path), names, sel))
-
-
-async def _read_arrays(path: str, names, sel) -> dict[str, np.ndarray]:
-    import asyncio
-
-    import zarr.api.asynchronous as za
-
-    g = await za.open_group(store=path, mode="r")
-    if names is None:
-        names = [k async for k in g.array_keys() if k not in ("x", "y", "time")]
-
-    async def one(name):
-        return await (await g.getitem(name)).getitem(sel)
-
-    values = await asyncio.gather(*(one(n) for n in names))
-    return {n: np.asarray(v) for n, v in zip(names, values)}
+def _plain_attrs(ds):
+    """A shallow copy without ``_FillValue`` attributes (stores opened as written
+    carry it as an attribute; the encoding sets it)."""
+    ds = ds.copy()
+    for var in ds.variables.values():
+        var.attrs = {k: v for k, v in var.attrs.items() if k != "_FillValue"}
+    return ds
 
 
 @contextlib.contextmanager
-def create_store(path, specs: dict, attrs: dict, grid: dict, time: np.ndarray | None = None, data=None):
-    """Create a store whose arrays are filled window by window, then renamed into place.
+def _quiet():
+    """Silence zarr's notice that consolidated metadata is not yet in the Zarr v3 spec:
+    stores are written consolidated so that xarray opens them in one read, without
+    warning the user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        yield
 
-    ``specs`` maps each array name to its dtype, or to a dict ``{"dtype": ...,
-    "attrs": {...}, "masked": bool}``. Arrays are ``(time, y, x)`` when ``time``
-    (int64 seconds since 1970-01-01 UTC) is given, else ``(y, x)``, with the same
-    chunking and fill values as :func:`write_store` (3-D: all dates in one chunk,
-    ``CHUNK`` x ``CHUNK`` in space, never chunked along time). ``masked=False``
-    leaves out the ``_FillValue`` attribute (e.g. a flag array whose every value,
-    0 included, is meaningful). Unwritten windows read as the fill value.
 
-    Yields the open Zarr group: assign windows, e.g. ``g["B04"][:, ys, xs] = cube``.
-    ``data`` (``{name: array}``) writes whole arrays at creation. The group, every
-    array with its attributes, and ``data`` are created concurrently in one trip to
-    zarr's event loop (each trip costs about 1 ms; a per-date store took 43).
-    Everything is written under a temporary name beside ``path`` and renamed into
-    place only when the ``with`` block ends without error.
-    """
-    import zarr
-    from zarr.core.sync import sync
+def write_dataset(ds, path, also=()) -> list:
+    """Write ``ds`` to the Zarr store ``path`` atomically (temporary name, then renamed).
 
+    Gridded variables get the grid mapping, zstd compression, their fill value and
+    ``CHUNK`` x ``CHUNK`` spatial chunks (one date per chunk along ``time`` unless the
+    variables are dask arrays, which keep their chunks). ``also``: dask arrays computed
+    in the same pass as the write (sharing its reads); their values are returned."""
     from s2ts.io import atomic_path
 
-    with atomic_path(path) as tmp:
-        yield zarr.Group(sync(_create(str(tmp), specs, attrs, grid, time, data)))
+    ds = _plain_attrs(ds)
+    with atomic_path(path) as tmp, _quiet():
+        if not also:
+            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
+            return []
+        import dask
+
+        write = ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds), compute=False)
+        return [int(v) if np.ndim(v) == 0 else v for v in dask.compute(write, *also)[1:]]
 
 
-async def _create(path: str, specs: dict, attrs: dict, grid: dict, time, data):
-    """The store's group, coordinates and arrays (and ``data``), created concurrently."""
-    import asyncio
+def write_batches(groups, path) -> None:
+    """Write a ``(time, y, x)`` store from consecutive groups of dates (Datasets along
+    ``time``, each computed in memory): the first creates the store, the others are
+    appended along ``time``; atomic as a whole. Groups should hold a multiple of the
+    store's time chunk (:func:`time_chunk`) so that no chunk is written twice."""
+    from s2ts.io import atomic_path
 
-    import zarr.api.asynchronous as za
+    with atomic_path(path) as tmp, _quiet():
+        for k, ds in enumerate(groups):
+            ds = _plain_attrs(ds)
+            if k == 0:
+                enc = _encoding(ds, time_chunk(ds.sizes["y"], ds.sizes["x"]))
+                ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=enc)
+            else:
+                ds.to_zarr(tmp, mode="a", append_dim="time", zarr_format=3, consolidated=True)
 
-    x, y = grid_coords(grid)
-    space = (int(grid["height"]), int(grid["width"]))
-    shape = space if time is None else (len(time), *space)
-    chunks = (CHUNK, CHUNK) if time is None else (max(1, len(time)), CHUNK, CHUNK)
-    chunks = tuple(min(c, s) if s else 1 for c, s in zip(chunks, shape))
-    dims = ["y", "x"] if time is None else ["time", "y", "x"]
-    g = await za.open_group(store=path, mode="w", zarr_format=3, attributes=json.loads(json.dumps(attrs)))
-    todo = []  # (name, create_array keywords, values to write or None)
-    coords = [(name, coord, _coord_attrs(name)) for name, coord in (("x", x), ("y", y))]
-    if time is not None:
-        time_attrs = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian"}
-        coords.append(("time", np.asarray(time, dtype="int64"), time_attrs))
-    for name, coord, coord_attrs in coords:
-        kw = dict(shape=coord.shape, dtype=coord.dtype, dimension_names=[name], fill_value=None)
-        todo.append((name, {**kw, "attributes": coord_attrs}, coord))
-    for name, spec in specs.items():
-        spec = spec if isinstance(spec, dict) else {"dtype": spec}
-        dtype = np.dtype(spec["dtype"])
-        fill = fill_value(name, dtype)
-        array_attrs = dict(spec.get("attrs", {}))
-        if spec.get("masked", True):
-            array_attrs["_FillValue"] = int(fill)
-        kw = dict(
-            shape=shape,
-            dtype=dtype,
-            chunks=chunks,
-            fill_value=fill,
-            dimension_names=dims,
-            compressors=_compressor(),
-            attributes=json.loads(json.dumps(array_attrs)),
-        )
-        todo.append((name, kw, None if data is None else data.get(name)))
 
-    async def one(name, kw, values):
-        a = await g.create_array(name, **kw)
-        if values is not None:
-            await a.setitem(Ellipsis, np.asarray(values))
+def open_dataset(path, chunks=None):
+    """A store as written (integers with their fill values, the CRS as ``spatial_ref``).
 
-    await asyncio.gather(*(one(*t) for t in todo))
-    return g
+    ``chunks=None`` reads numpy arrays on access; ``chunks={}`` gives dask arrays with
+    the store's own chunks."""
+    import xarray as xr
+
+    if not Path(path).exists():
+        raise FileNotFoundError(path)
+    return xr.open_zarr(path, decode_coords="all", mask_and_scale=False, chunks=chunks, consolidated=True)
+
+
+def read_attrs(path) -> dict:
+    """A store's attributes, from its Zarr v3 metadata document (no array opened)."""
+    meta = Path(path) / "zarr.json"
+    if not meta.exists():
+        raise FileNotFoundError(path)
+    return json.loads(meta.read_text()).get("attributes", {})
+
+
+def to_datetime64(seconds) -> np.ndarray:
+    """int64 seconds since 1970-01-01 UTC -> datetime64[ns]."""
+    return (np.asarray(seconds, dtype="int64") * 1_000_000_000).astype("datetime64[ns]")
+
+
+def to_seconds(times) -> np.ndarray:
+    """datetime64 -> int64 seconds since 1970-01-01 UTC (fractions dropped)."""
+    return np.asarray(times).astype("datetime64[s]").astype("int64")
+
+
+def record_json(obj) -> str:
+    """Deterministic compact JSON for the per-date text variables."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -129,9 +129,11 @@ def light(aoi):
 
 
 def batch_dirs(aoi, stage):
-    """The batch folders of a per-date stage of one AOI: tile batches for tile,
-    light batches for offset_fix and mask."""
-    return [f"<results>/{aoi}/{stage}/{b}" for b in (batches if stage == "tile" else light)(aoi)]
+    """The batch outputs of a per-date stage of one AOI: the tile batch folders of
+    per-date stores, or the light batches' stores of offset_fix and mask."""
+    if stage == "tile":
+        return [f"<results>/{aoi}/tile/{b}" for b in batches(aoi)]
+    return [f"<results>/{aoi}/{stage}/{b}.zarr/zarr.json" for b in light(aoi)]
 
 
 def light_tile_dirs(wildcards):

@@ -2,14 +2,14 @@ rule gapfill:
     input:
         masked=masked_batches,
     output:
-        cube=directory("<results>/{aoi}/gapfill.zarr"),
+        cube="<results>/{aoi}/gapfill.zarr/zarr.json",
     log:
         "<results>/logs/gapfill/{aoi}.log",
     benchmark:
         "<results>/benchmarks/gapfill/{aoi}.tsv"
     conda:
         "../../envs/array.yaml"
-    threads: 2  # spatial windows in parallel (1.25x on 2 cores, benchmarks/scale.py)
+    threads: 2  # spatial chunks in parallel (dask threads)
     resources:
         mem_mb=2000,
     params:

@@ -1,9 +1,9 @@
 rule mask:
     input:
-        tiles="<results>/{aoi}/offset_fix/{batch}",
+        store="<results>/{aoi}/offset_fix/{batch}.zarr/zarr.json",
         inside="<results>/{aoi}/aoi/inside.npy",
     output:
-        tiles=directory("<results>/{aoi}/mask/{batch}"),
+        store="<results>/{aoi}/mask/{batch}.zarr/zarr.json",
     log:
         "<results>/logs/mask/{aoi}/{batch}.log",
     benchmark:
@@ -12,7 +12,7 @@ rule mask:
         "../../envs/array.yaml"
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=1000,
     params:
         code=code_digest("mask"),
         classes=config["mask"]["classes"],

@@ -1,6 +1,6 @@
 rule netcdf:
     input:
-        cube="<results>/{aoi}/gapfill.zarr",
+        cube="<results>/{aoi}/gapfill.zarr/zarr.json",
         manifest_info="<results>/{aoi}/manifest.json",
     output:
         nc="<results>/{aoi}/{aoi}_<period>.nc",

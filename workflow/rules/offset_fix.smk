@@ -2,7 +2,9 @@ rule offset_fix:
     input:
         tiles=light_tile_dirs,
     output:
-        tiles=directory("<results>/{aoi}/offset_fix/{batch}"),
+        # the store's own metadata document: a directory() output would get Snakemake's
+        # .snakemake_timestamp inside the store
+        store="<results>/{aoi}/offset_fix/{batch}.zarr/zarr.json",
     log:
         "<results>/logs/offset_fix/{aoi}/{batch}.log",
     benchmark:
@@ -11,7 +13,7 @@ rule offset_fix:
         "../../envs/array.yaml"
     threads: 1
     resources:
-        mem_mb=500,
+        mem_mb=1000,
     params:
         code=code_digest("offset_fix"),
         apply=config["offset"]["apply"],

@@ -3,7 +3,9 @@ rule tile:
         item_files=batch_item_files,
         grid="<results>/{aoi}/aoi/grid.json",
     output:
-        tiles=directory("<results>/{aoi}/tile/{batch}"),
+        # update(): a rerun keeps the batch's stores whose items and settings did not
+        # change and reads only the other dates (s2ts/tile.py)
+        tiles=update(directory("<results>/{aoi}/tile/{batch}")),
     log:
         "<results>/logs/tile/{aoi}/{batch}.log",
     benchmark:
@@ -19,6 +21,8 @@ rule tile:
         mask_band=config["mask"]["band"],
         signing=SIGNING,
         on_read_error=config["tiles"]["on_read_error"],
+        loader=config["tiles"]["loader"],
+        reads_in_flight=config["tiles"]["reads_in_flight"],
         items_digest=items_digest,
     script:
         "../../scripts/tile.py"
