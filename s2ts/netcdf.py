@@ -197,18 +197,6 @@ def netcdf(cube_path, manifest_json, config: dict, out_nc, threads: int = 1) -> 
     r = float(grid["resolution"])
 
     out = xr.Dataset(coords={"time": cube["time"], "y": cube["y"], "x": cube["x"]})
-    out["time"].attrs = {
-        "standard_name": "time",
-        "long_name": "representative acquisition time of the date's items (whole seconds, UTC)",
-        "axis": "T",
-    }
-    for name, axis in (("y", "Y"), ("x", "X")):
-        out[name].attrs = {
-            "standard_name": f"projection_{name}_coordinate",
-            "long_name": f"{name} coordinate of pixel centre",
-            "units": "m",
-            "axis": axis,
-        }
     lon, lat = _lonlat(cube["x"].values, cube["y"].values, crs)
     out.coords["lat"] = (
         ("y", "x"),
@@ -235,11 +223,12 @@ def netcdf(cube_path, manifest_json, config: dict, out_nc, threads: int = 1) -> 
     chunk3 = (max(1, n_t), min(PIXEL_CHUNK, height), min(PIXEL_CHUNK, width))
     zlib = {"zlib": True, "complevel": 4, "shuffle": True}
     encoding = {
-        "time": {**TIME_ENCODING, "units": "seconds since 1970-01-01 00:00:00", "dtype": "float64"},
+        "time": {**TIME_ENCODING, "dtype": "float64", "_FillValue": None},
         "x": {"_FillValue": None},
         "y": {"_FillValue": None},
         "lat": {"_FillValue": None, "chunksizes": (min(512, height), min(512, width)), **zlib},
         "lon": {"_FillValue": None, "chunksizes": (min(512, height), min(512, width)), **zlib},
+        GRID_MAPPING: {"dtype": "int32"},
     }
     for b in bands:
         out[b] = cube[b]
@@ -277,9 +266,8 @@ def netcdf(cube_path, manifest_json, config: dict, out_nc, threads: int = 1) -> 
     }
     encoding["flag"] = {"dtype": "int8", "_FillValue": None, "chunksizes": chunk3, **zlib}
     for name in [*bands, "flag"]:
-        # xarray writes "coordinates" itself (lat lon spatial_ref: the non-index
-        # coordinates on the variable's dimensions)
         out[name].attrs["grid_mapping"] = GRID_MAPPING
+        out[name].encoding = {"coordinates": COORDINATES}  # lat/lon (CF 5.6) and the grid mapping
     vf = cube["valid_fraction"].astype(np.float32).fillna(-1.0)
     out["valid_fraction"] = vf
     out["valid_fraction"].attrs = {
@@ -332,6 +320,19 @@ def netcdf(cube_path, manifest_json, config: dict, out_nc, threads: int = 1) -> 
         "instrument": "MSI",
         "skipped_dates": json.dumps(attrs.get("skipped_dates", []), sort_keys=True),
     }
+    # coordinates last: variables taken from the cube bring their own coordinate attributes
+    out["time"].attrs = {
+        "standard_name": "time",
+        "long_name": "representative acquisition time of the date's items (whole seconds, UTC)",
+        "axis": "T",
+    }
+    for name, axis in (("y", "Y"), ("x", "X")):
+        out[name].attrs = {
+            "standard_name": f"projection_{name}_coordinate",
+            "long_name": f"{name} coordinate of pixel centre",
+            "units": "m",
+            "axis": axis,
+        }
     with atomic_path(out_nc) as tmp, dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
         out.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=encoding)
     log.info("wrote %s: %d dates x %d x %d, bands %s", out_nc, n_t, height, width, ",".join(bands))

@@ -59,6 +59,8 @@ def shift_lut(shifts: list[int]) -> np.ndarray:
 
 def _shift(source: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Each pixel's shift: ``lut`` (..., 256) looked up at its ``source`` value."""
+    if lut.ndim == 1:
+        return lut[source]
     return np.take_along_axis(lut, source[..., None].astype(np.intp), -1)[..., 0]
 
 

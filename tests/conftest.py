@@ -247,6 +247,61 @@ def write_grid_json(path: Path, grid: dict, aoi_id: str = "t") -> Path:
     return path
 
 
+def tile_store(tmp_path: Path, items: list[dict], grid: dict, date: str = "2024-06-01", out: str = "tile", **kw) -> Path:
+    """Run the tile stage on one date's items (a batch of one date); return its store."""
+    from s2ts.tile import tile_batch
+
+    f = write_items_file(tmp_path / f"{date}.json", items)
+    g = write_grid_json(tmp_path / f"{out}-grid.json", grid)
+    tile_batch([f], g, ["B03", "B04", "B08"], "SCL", tmp_path / out, **kw)
+    return tmp_path / out / f"{date}.zarr"
+
+
+def read_store(path: Path) -> dict:
+    """Every data variable of a store as written (integers with their fill values)."""
+    from s2ts.zarr_io import open_dataset
+
+    ds = open_dataset(path)
+    return {name: ds[name].values for name in ds.data_vars}
+
+
+def write_date_store(path: Path, grid: dict, arrays: dict, attrs: dict) -> Path:
+    """A per-date ``(y, x)`` store as the tile stage writes it."""
+    from s2ts.zarr_io import grid_dataset, write_dataset
+
+    ds = grid_dataset(grid)
+    for name, a in arrays.items():
+        ds[name] = (("y", "x"), a)
+    ds.attrs = attrs
+    write_dataset(ds, path)
+    return path
+
+
+def write_batch_store(path: Path, grid: dict, arrays: dict, attrs: dict, datetimes: list[str], **per_date) -> Path:
+    """A ``(time, y, x)`` store as the light stages write it, from 3-D ``arrays``;
+    ``per_date``: 1-D variables along time (e.g. valid_fraction)."""
+    import json
+
+    import numpy as np
+
+    from s2ts.zarr_io import grid_dataset, write_dataset
+
+    ds = grid_dataset(grid)
+    ds = ds.assign_coords(time=np.array([np.datetime64(t.rstrip("Z"), "s") for t in datetimes]).astype("datetime64[ns]"))
+    for name, a in arrays.items():
+        ds[name] = (("time", "y", "x"), a)
+    n = len(datetimes)
+    per_date.setdefault("solar_day", [t[:10] for t in datetimes])
+    per_date.setdefault("item_records", [json.dumps([{"id": f"item-{t}", "processing_baseline": "05.10"}]) for t in datetimes])
+    per_date.setdefault("offset_correction", [json.dumps({"apply": True, "value": -1000})] * n)
+    for name, values in per_date.items():
+        values = np.asarray(values)
+        ds[name] = ("time", values.astype(object) if values.dtype.kind in "US" else values)
+    ds.attrs = attrs
+    write_dataset(ds, path)
+    return path
+
+
 class FaultyStacApi:
     """tests/stac_api_server.py in its own process on 127.0.0.1, stopped by pid."""
 

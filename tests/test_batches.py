@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from s2ts.batches import each_store, group_dates, light_batches
+from s2ts.batches import batch_stores, group_dates, light_batches
 
 DATES = ["2021-12-30", "2022-01-04", "2022-01-09", "2022-02-03", "2023-01-02"]
 
@@ -93,27 +93,23 @@ def _store(path, value):
     (path / "v.npy").write_bytes(np.array([value]).tobytes())
 
 
-def test_each_store_takes_several_batch_folders_and_merges_skipped(tmp_path):
+def test_batch_stores_of_several_folders_merge_skipped(tmp_path):
     a, b = tmp_path / "tile" / "2022-01-04", tmp_path / "tile" / "2022-01-09"
     _store(a / "2022-01-04.zarr", 1)
     _store(b / "2022-01-09.zarr", 2)
+    _store(b / "2022-01-06.zarr", 3)
     (a / "skipped.json").write_text(json.dumps([{"date": "2022-01-05", "reason": "x"}]))
     (b / "skipped.json").write_text(json.dumps([{"date": "2022-01-10", "reason": "y"}]))
-    seen = []
-    out = tmp_path / "offset_fix" / "2022-01"
-    each_store([str(b), str(a)], out, lambda s, o: seen.append((s.name, o)))
-    assert seen == [("2022-01-04.zarr", out / "2022-01-04.zarr"), ("2022-01-09.zarr", out / "2022-01-09.zarr")]
-    assert [e["date"] for e in json.loads((out / "skipped.json").read_text())] == ["2022-01-10", "2022-01-05"]
-    # one folder (a light batch equal to its tile batch) as before; no skipped.json when none
-    seen.clear()
+    stores, skipped = batch_stores([str(b), str(a)])
+    assert [s.name for s in stores] == ["2022-01-04.zarr", "2022-01-06.zarr", "2022-01-09.zarr"]  # date order
+    assert [e["date"] for e in skipped] == ["2022-01-10", "2022-01-05"]
+    # one folder (a light batch equal to its tile batch); no skipped record when none
     (b / "skipped.json").unlink()
-    (a / "skipped.json").unlink()
-    each_store(b, tmp_path / "m", lambda s, o: seen.append(s.name))
-    assert seen == ["2022-01-09.zarr"] and not (tmp_path / "m" / "skipped.json").exists()
+    assert batch_stores(b) == ([b / "2022-01-06.zarr", b / "2022-01-09.zarr"], [])
 
 
-def test_each_store_refuses_a_date_in_two_folders(tmp_path):
+def test_batch_stores_refuse_a_date_in_two_folders(tmp_path):
     _store(tmp_path / "x" / "2022-01-04.zarr", 1)
     _store(tmp_path / "y" / "2022-01-04.zarr", 2)
     with pytest.raises(ValueError, match="same date's store is in two batch folders"):
-        each_store([tmp_path / "x", tmp_path / "y"], tmp_path / "out", lambda s, o: None)
+        batch_stores([tmp_path / "x", tmp_path / "y"])

@@ -44,7 +44,8 @@ from s2ts import figures as fig  # noqa: E402
 from s2ts.errors import UserError  # noqa: E402
 from s2ts.gapfill import gapfill  # noqa: E402
 from s2ts.netcdf import netcdf  # noqa: E402
-from s2ts.zarr_io import FILL_INT16, write_store  # noqa: E402
+from s2ts.zarr_io import FILL_INT16  # noqa: E402
+from conftest import write_batch_store, write_date_store  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 CATALOG = ROOT / "resources" / "demo-catalog"
@@ -241,7 +242,7 @@ def build_synthetic(tmp_path: Path) -> dict:
     geometry = {"type": "Polygon", "coordinates": [[list(p) for p in ring]]}
     (aoi / "aoi" / "grid.json").write_text(json.dumps({"id": "syn", "grid": grid, "geometry_4326": geometry}))
     paths = {"tile": [], "offset_fix": [], "mask": []}
-    ids, rows = [], []
+    ids, rows, per_date = [], [], []
     for i, date in enumerate(DATES):
         when = f"{date}T11:00:00Z"
         offset = 1000 if date >= "2022-01-25" else 0
@@ -269,10 +270,20 @@ def build_synthetic(tmp_path: Path) -> dict:
         keep = valid & ~cloudy
         masked = {b: np.where(keep, dn[b], FILL_INT16).astype(np.int16) for b in BANDS}
         vf = float((keep & inside).sum() / inside.sum())
-        for stage, arrays in (("tile", tile), ("offset_fix", fixed), ("mask", masked)):
-            p = aoi / stage / date / f"{date}.zarr"  # batch folder per date, as tiles.batch: date
-            write_store(p, arrays, {**base, "stage": stage, "valid_fraction": vf}, grid)
-            paths[stage].append(p.parent)
+        p = aoi / "tile" / date / f"{date}.zarr"  # batch folder per date, as tiles.batch: date
+        write_date_store(p, grid, tile, {**base, "stage": "tile"})
+        paths["tile"].append(p.parent)
+        per_date.append((date, when, json.dumps(items), fixed, masked, vf))
+    for month in ("2022-01", "2022-02"):  # light batches of a month: one (time, y, x) store each
+        sel = [d for d in per_date if d[0].startswith(month)]
+        for stage, k in (("offset_fix", 3), ("mask", 4)):
+            p = aoi / stage / f"{month}.zarr"
+            arrays = {b: np.stack([d[k][b] for d in sel]) for b in BANDS}
+            attrs = {"aoi": "syn", "grid": grid, "bands": BANDS, "stage": stage}
+            write_batch_store(
+                p, grid, arrays, attrs, [d[1] for d in sel], item_records=[d[2] for d in sel], valid_fraction=[d[5] for d in sel]
+            )
+            paths[stage].append(p / "zarr.json")
     with open(aoi / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["date", "id", "cloud_cover"])
         w.writeheader()
@@ -280,7 +291,7 @@ def build_synthetic(tmp_path: Path) -> dict:
     (aoi / "manifest.json").write_text(
         json.dumps({"aoi": "syn", "dates": DATES, "search": {"max_cloud_cover": 20}, "catalog": "test"})
     )
-    gapfill([store for d in paths["mask"] for store in d.glob("*.zarr")], aoi / "gapfill.zarr", BANDS)
+    gapfill([p.parent for p in paths["mask"]], aoi / "gapfill.zarr", BANDS)
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["bands"] = BANDS
     nc = aoi / "syn_2022-01-01_2022-03-01.nc"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import tracemalloc
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import s2ts.gapfill as gf
 from s2ts.errors import UserError
 from s2ts.gapfill import gapfill, gapfill_series
-from s2ts.zarr_io import CHUNK, create_store, open_store, read_attrs, write_store
+from s2ts.zarr_io import open_dataset, read_attrs, to_seconds
 
 DAY = 86400
 FILL = -32768
@@ -199,8 +200,13 @@ def iso(d: dt.datetime) -> str:
 
 
 def make_masked_stores(root, grid, bands, n_dates=12, seed=0, all_cloud=3, clear=7):
-    """Synthetic masked stores; returns (paths in a shuffled order, cube dict by band in
-    time order, datetime strings in time order, attrs in time order)."""
+    """Synthetic masked batch stores (three batches of consecutive dates, as the mask
+    stage writes them); returns (paths in a shuffled order, cube dict by band in time
+    order, datetime strings in time order, item records in time order, valid fractions)."""
+    import json
+
+    from conftest import write_batch_store
+
     rng = np.random.default_rng(seed)
     h, w = grid["height"], grid["width"]
     start = dt.datetime(2021, 11, 3, 11, 7, 29, 24000, tzinfo=dt.UTC)
@@ -215,31 +221,32 @@ def make_masked_stores(root, grid, bands, n_dates=12, seed=0, all_cloud=3, clear
     clouds[2, 270:275, 10:14] = False  # observed once
     for b in bands:
         cubes[b][clouds] = FILL
-    paths, strings, metas = [], [], []
-    for i, when in enumerate(whens):
-        date = when.date().isoformat()
-        items = [
-            {"id": f"S2B_MSIL2A_{date.replace('-', '')}_T30TXQ", "datetime": iso(when), "processing_baseline": "04.00"},
-            {"id": f"S2B_MSIL2A_{date.replace('-', '')}_T30TXR", "datetime": iso(when), "processing_baseline": "04.00"},
-        ]
-        attrs = {
-            "stage": "mask",
-            "aoi": "site_1",
-            "date": date,
-            "datetime": iso(when),
-            "items": items,
-            "valid_fraction": float(1 - clouds[i].mean()),
-            "grid": grid,
-            "bands": bands,
-            "offset": {"applied": True, "value": -1000, "since_baseline": "04.00"},
-        }
-        p = root / "masked" / f"{date}.zarr"
-        write_store(p, {b: cubes[b][i] for b in bands}, attrs, grid)
+    strings = [iso(when) for when in whens]
+    items = [
+        json.dumps(
+            [
+                {"id": f"S2B_MSIL2A_{s[:10].replace('-', '')}_T30TXQ", "datetime": s, "processing_baseline": "04.00"},
+                {"id": f"S2B_MSIL2A_{s[:10].replace('-', '')}_T30TXR", "datetime": s, "processing_baseline": "04.00"},
+            ]
+        )
+        for s in strings
+    ]
+    valid = (1 - clouds.mean(axis=(1, 2))).astype(np.float32)
+    attrs = {"stage": "mask", "aoi": "site_1", "grid": grid, "bands": bands, "mask_band": "SCL"}
+    paths = []
+    for k, sel in enumerate(np.array_split(np.arange(n_dates), 3)):
+        p = root / "masked" / f"b{k}.zarr"
+        write_batch_store(
+            p,
+            grid,
+            {b: cubes[b][sel] for b in bands},
+            attrs,
+            [strings[i] for i in sel],
+            valid_fraction=valid[sel],
+            item_records=[items[i] for i in sel],
+        )
         paths.append(p)
-        strings.append(iso(when))
-        metas.append(attrs)
-    order = rng.permutation(n_dates)
-    return [paths[i] for i in order], cubes, strings, metas
+    return [paths[i] for i in rng.permutation(3)], cubes, strings, items, valid
 
 
 def epoch_seconds(iso_string: str) -> int:
@@ -264,27 +271,28 @@ def reference_cube(cube, times):
     return ref.reshape(cube.shape), flag.reshape(cube.shape)
 
 
-@pytest.mark.parametrize("threads", [1, 2])  # 4 spatial windows, filled one by one or two at a time
-def test_gapfill_driver_matches_reference(tmp_path, threads):
+@pytest.mark.parametrize("threads", [1, 2])  # 1 spatial chunk at a time or 2
+def test_gapfill_driver_matches_reference(tmp_path, threads, monkeypatch):
+    monkeypatch.setattr(gf, "CHUNK", 256)  # several chunks on a small grid
     bands = ["B03", "B04", "B08"]
     grid = make_grid(280, 300)
-    paths, cubes, strings, metas = make_masked_stores(tmp_path, grid, bands)
-    out = tmp_path / "site_1" / "gapfilled.zarr"
+    paths, cubes, strings, items, valid = make_masked_stores(tmp_path, grid, bands)
+    out = tmp_path / "site_1" / "gapfill.zarr"
     attrs = gapfill(paths, out, bands, threads=threads)
     times = np.array([epoch_seconds(s) for s in strings], dtype=np.int64)
 
-    g = open_store(out)
+    g = open_dataset(out)
     n_t = len(strings)
-    np.testing.assert_array_equal(g["time"][:], times)
-    f = g["flag"][:]
+    np.testing.assert_array_equal(to_seconds(g["time"].values), times)
+    f = g["flag"].values
     for b in bands:
         a = g[b]
-        assert a.dtype == np.int16 and a.fill_value == FILL
+        assert a.dtype == np.int16 and a.attrs["_FillValue"] == FILL
         assert a.shape == (n_t, 300, 280)
-        assert a.chunks == (n_t, CHUNK, CHUNK)  # all dates in one chunk: never chunked along time
+        assert a.encoding["chunks"] == (n_t, 256, 256)  # all dates in one chunk: never chunked along time
         ref, ref_flag = reference_cube(cubes[b], times)
-        assert_matches(a[:], f, ref, ref_flag)
-    assert g["flag"].dtype == np.uint8 and g["flag"].chunks == (n_t, CHUNK, CHUNK)
+        assert_matches(a.values, f, ref, ref_flag)
+    assert g["flag"].dtype == np.uint8 and g["flag"].encoding["chunks"] == (n_t, 256, 256)
     assert not (f[3] == 1).any()  # all-cloud date: nothing observed
     assert (f[3] == 2).any()
     clear = f[7].copy()
@@ -294,76 +302,87 @@ def test_gapfill_driver_matches_reference(tmp_path, threads):
     assert (f[:, 5:9, 250:262] == 0).all()  # never observed: stays missing
     once = f[:, 270:275, 10:14]
     assert (once[2] == 1).all() and (once[np.arange(n_t) != 2] == 3).all()
-    np.testing.assert_array_equal(g["x"][:], 3426400.0 + 40.0 * (np.arange(280) + 0.5))
-    np.testing.assert_array_equal(g["y"][:], 2448400.0 + 40.0 * 300 - 40.0 * (np.arange(300) + 0.5))
+    np.testing.assert_array_equal(g["x"].values, 3426400.0 + 40.0 * (np.arange(280) + 0.5))
+    np.testing.assert_array_equal(g["y"].values, 2448400.0 + 40.0 * 300 - 40.0 * (np.arange(300) + 0.5))
+    assert g.rio.crs.to_epsg() == 3035
 
     stored = read_attrs(out)
-    assert stored == attrs
-    assert stored["dates"] == [s[:10] for s in strings] == sorted(stored["dates"])
-    assert stored["datetimes"] == strings
-    assert stored["items"] == [[it["id"] for it in m["items"]] for m in metas]
-    assert stored["valid_fraction"] == [m["valid_fraction"] for m in metas]
-    assert stored["valid_fraction"][3] == 0.0 and stored["valid_fraction"][7] > 0.99
+    assert stored == json.loads(json.dumps(attrs))
+    assert [str(d) for d in g["solar_day"].values] == [s[:10] for s in strings]
+    assert list(g["item_records"].values) == items
+    np.testing.assert_array_equal(g["valid_fraction"].values, valid)
+    assert valid[3] == 0.0 and valid[7] > 0.99
     assert stored["grid"] == grid and stored["bands"] == bands
     assert stored["gapfill"]["method"] == "linear"
     assert stored["gapfill"]["fill_ends"] is True and stored["gapfill"]["max_gap_days"] is None
-    assert stored["offset"] == [m["offset"] for m in metas]
 
 
 def test_gapfill_driver_exact_where_not_a_tie(tmp_path):
     """Same as above on a single band, checking exact equality away from .5 ties."""
     grid = make_grid(270, 260)
-    paths, cubes, strings, _ = make_masked_stores(tmp_path, grid, ["B04"], n_dates=9, seed=4, all_cloud=0, clear=8)
+    paths, cubes, strings, _, _ = make_masked_stores(tmp_path, grid, ["B04"], n_dates=9, seed=4, all_cloud=0, clear=8)
     out = tmp_path / "cube.zarr"
     gapfill(paths, out, ["B04"], fill_ends=True, max_gap_days=40)
     times = np.array([epoch_seconds(s) for s in strings], dtype=np.float64)
-    got = open_store(out)["B04"][:]
+    g = open_dataset(out)
     ref, ref_flag = reference_series(cubes["B04"][:, ::7, ::5], times, True, 40)
-    assert_matches(got[:, ::7, ::5], open_store(out)["flag"][:][:, ::7, ::5], ref, ref_flag)
+    assert_matches(g["B04"].values[:, ::7, ::5], g["flag"].values[:, ::7, ::5], ref, ref_flag)
 
 
 def test_gapfill_flag_combines_bands(tmp_path):
+    from conftest import write_batch_store
+
     grid = make_grid(20, 10)
     a = np.full((10, 20), 100, np.int16)
     b = a.copy()
     b[0, 0] = FILL  # one band missing at one pixel on the middle date
-    paths = []
-    for i, (day, arrs) in enumerate([(1, {"B03": a, "B04": a}), (5, {"B03": a, "B04": b}), (9, {"B03": a, "B04": a})]):
-        when = f"2022-03-0{day}T10:00:00Z"
-        attrs = {"date": when[:10], "datetime": when, "items": [{"id": f"i{i}"}], "valid_fraction": 1.0, "grid": grid}
-        p = tmp_path / f"{when[:10]}.zarr"
-        write_store(p, arrs, attrs, grid)
-        paths.append(p)
-    gapfill(paths, tmp_path / "out.zarr", ["B03", "B04"])
-    f = open_store(tmp_path / "out.zarr")["flag"][:]
+    whens = [f"2022-03-0{day}T10:00:00Z" for day in (1, 5, 9)]
+    attrs = {"stage": "mask", "grid": grid, "bands": ["B03", "B04"]}
+    arrays = {"B03": np.stack([a, a, a]), "B04": np.stack([a, b, a])}
+    write_batch_store(tmp_path / "m.zarr", grid, arrays, attrs, whens, valid_fraction=[1.0, 1.0, 1.0])
+    gapfill([tmp_path / "m.zarr"], tmp_path / "out.zarr", ["B03", "B04"])
+    f = open_dataset(tmp_path / "out.zarr")["flag"].values
     assert f[1, 0, 0] == 2 and (f[1].ravel()[1:] == 1).all()
 
 
 def test_gapfill_errors(tmp_path):
+    from conftest import write_batch_store
+
     with pytest.raises(UserError, match="no masked store"):
         gapfill([], tmp_path / "out.zarr", ["B04"])
     grid = make_grid(8, 8)
-    p = tmp_path / "2022-01-01.zarr"
-    attrs = {"date": "2022-01-01", "datetime": "2022-01-01T11:00:00Z", "items": [], "valid_fraction": 1.0, "grid": grid}
-    write_store(p, {"B04": np.ones((8, 8), np.int16)}, attrs, grid)
+    attrs = {"stage": "mask", "grid": grid, "bands": ["B04"]}
+    p = write_batch_store(
+        tmp_path / "m.zarr", grid, {"B04": np.ones((1, 8, 8), np.int16)}, attrs, ["2022-01-01T11:00:00Z"], valid_fraction=[1.0]
+    )
     with pytest.raises(UserError, match="B08"):
         gapfill([p], tmp_path / "out.zarr", ["B04", "B08"])
     assert not (tmp_path / "out.zarr").exists()
+    q = write_batch_store(
+        tmp_path / "q.zarr", grid, {"B04": np.ones((1, 8, 8), np.int16)}, attrs, ["2022-01-01T11:30:00Z"], valid_fraction=[1.0]
+    )
+    with pytest.raises(UserError, match="share the date"):
+        gapfill([p, q], tmp_path / "out.zarr", ["B04"])
 
 
-def test_create_store_is_atomic(tmp_path):
+def test_a_failed_write_leaves_no_store(tmp_path, monkeypatch):
+    """Stores are written under a temporary name and renamed: an error midway leaves nothing."""
+    import xarray as xr
+
+    from conftest import write_batch_store
+
     grid = make_grid(8, 8)
-    out = tmp_path / "x.zarr"
+    attrs = {"stage": "mask", "grid": grid, "bands": ["B04"]}
+    p = write_batch_store(
+        tmp_path / "m.zarr", grid, {"B04": np.ones((1, 8, 8), np.int16)}, attrs, ["2022-01-01T11:00:00Z"], valid_fraction=[1.0]
+    )
+    real = xr.Dataset.to_zarr
+
+    def interrupted(self, store, *a, **k):
+        real(self, store, *a, **k)
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", interrupted)
     with pytest.raises(RuntimeError):
-        with create_store(out, {"B04": "int16"}, {"a": 1}, grid, time=np.array([0, 1])) as g:
-            g["B04"][0] = 5
-            raise RuntimeError("interrupted")
-    assert not out.exists() and list(tmp_path.iterdir()) == []
-    with create_store(
-        out, {"B04": "int16", "flag": {"dtype": "uint8", "masked": False}}, {"a": 1}, grid, np.array([0, 1])
-    ) as g:
-        g["B04"][0, :4, :4] = 5
-    g = open_store(out)
-    assert g["B04"][0, 0, 0] == 5 and g["B04"][1, 0, 0] == FILL and g["B04"][0, 5, 5] == FILL
-    assert g["B04"].attrs["_FillValue"] == FILL and "_FillValue" not in g["flag"].attrs
-    assert dict(g.attrs) == {"a": 1}
+        gapfill([p], tmp_path / "out.zarr", ["B04"])
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.zarr"]

@@ -3,10 +3,10 @@ and the valid fraction inside the polygon."""
 
 import numpy as np
 import pytest
-from conftest import utm_grid
+from conftest import read_store, utm_grid, write_batch_store
 
 from s2ts.mask import mask, mask_arrays
-from s2ts.zarr_io import FILL_INT16, read_arrays, write_store
+from s2ts.zarr_io import FILL_INT16, read_attrs
 
 CLASSES = [0, 1, 3, 8, 9, 10]
 
@@ -41,25 +41,30 @@ def test_mask_store_and_valid_fraction(tmp_path):
     scl = rng.integers(0, 12, (h, w), dtype=np.uint8)
     b = rng.integers(-500, 6000, (h, w)).astype(np.int16)
     b[0, :5] = FILL_INT16  # no data in the band itself
-    attrs = {"stage": "offset_fix", "bands": ["B03", "B08"], "mask_band": "SCL", "grid": grid, "date": "2022-03-01"}
+    attrs = {"stage": "offset_fix", "bands": ["B03", "B08"], "mask_band": "SCL", "grid": grid}
     scl_any = (np.uint16(1) << scl.astype(np.uint16)).astype(np.uint16)
     scl[2, 2] = 4  # a clear central cell ...
     scl_any[2, 2] = (1 << 4) | (1 << 9)  # ... with a cloud in a corner of the pixel
     arrays = {"B03": b, "B08": b, "SCL": scl, "SCL_any": scl_any, "source": np.zeros((h, w), np.uint8)}
-    write_store(tmp_path / "o.zarr", arrays, attrs, grid)
+    # two dates: the second all clear (SCL 4), so its valid fraction is the band's own
+    arrays = {k: np.stack([v, np.full_like(v, 4) if k == "SCL" else (v * 0 + (1 << 4) if k == "SCL_any" else v)]) for k, v in arrays.items()}
+    write_batch_store(tmp_path / "o.zarr", grid, arrays, attrs, ["2022-03-01T11:00:00Z", "2022-03-06T11:00:00Z"])
     inside = np.zeros((h, w), np.uint8)
     inside[5:15, 10:25] = 1
     np.save(tmp_path / "inside.npy", inside)
-    nearest = mask(tmp_path / "o.zarr", tmp_path / "inside.npy", tmp_path / "n.zarr", CLASSES, "nearest")
-    out_attrs = mask(tmp_path / "o.zarr", tmp_path / "inside.npy", tmp_path / "m.zarr", CLASSES, "any")
-    out = read_arrays(tmp_path / "m.zarr")
-    assert set(out) == {"B03", "B08"}
+    mask(tmp_path / "o.zarr", tmp_path / "inside.npy", tmp_path / "n.zarr", CLASSES, "nearest")
+    fraction = mask(tmp_path / "o.zarr", tmp_path / "inside.npy", tmp_path / "m.zarr", CLASSES, "any")
+    out = read_store(tmp_path / "m.zarr")
+    assert {"B03", "B08", "valid_fraction"} <= set(out) and "SCL" not in out
     good_nearest = ~np.isin(scl, CLASSES) & (b != FILL_INT16)
-    np.testing.assert_array_equal(read_arrays(tmp_path / "n.zarr")["B08"] != FILL_INT16, good_nearest)
-    assert nearest["mask"]["rule"] == "nearest"
+    np.testing.assert_array_equal(read_store(tmp_path / "n.zarr")["B08"][0] != FILL_INT16, good_nearest)
+    assert read_attrs(tmp_path / "n.zarr")["mask"]["rule"] == "nearest"
     good = good_nearest.copy()
     good[2, 2] = False  # the conservative rule catches the corner cloud
-    np.testing.assert_array_equal(out["B08"] != FILL_INT16, good)
-    np.testing.assert_array_equal(out["B08"][good], b[good])
-    assert out_attrs["valid_fraction"] == pytest.approx(good[5:15, 10:25].sum() / 150)
-    assert out_attrs["n_inside"] == 150
+    np.testing.assert_array_equal(out["B08"][0] != FILL_INT16, good)
+    np.testing.assert_array_equal(out["B08"][0][good], b[good])
+    np.testing.assert_array_equal(out["B08"][1], b)  # all clear: the band as it was
+    expected = [good[5:15, 10:25].sum() / 150, (b[5:15, 10:25] != FILL_INT16).sum() / 150]
+    np.testing.assert_allclose(fraction, expected, rtol=1e-6)
+    np.testing.assert_allclose(out["valid_fraction"], expected, rtol=1e-6)
+    assert read_attrs(tmp_path / "m.zarr")["n_inside"] == 150

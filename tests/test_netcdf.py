@@ -20,7 +20,7 @@ import yaml
 from s2ts.errors import UserError
 from s2ts.gapfill import gapfill, gapfill_from_snakemake
 from s2ts.netcdf import netcdf, netcdf_from_snakemake
-from s2ts.zarr_io import write_store
+from conftest import write_batch_store
 
 ROOT = Path(__file__).resolve().parent.parent
 FILL = -32768
@@ -77,26 +77,32 @@ def build(tmp_path: Path, grid: dict):
         c[1:4, 2, 2] = FILL  # 0 at date 0, 1000 at date 4: interpolated in between
         c[0, 2, 2], c[4, 2, 2] = 0, 1000
     valid = [0.97, 0.5, 0.25, 1.0, 0.125]
-    paths = []
-    for i, when in enumerate(DATETIMES):
-        attrs = {
-            "stage": "mask",
-            "aoi": "arguin",
-            "date": when[:10],
-            "datetime": when,
-            "items": [
+    records = [
+        json.dumps(
+            [
                 {"id": iid, "datetime": when, "processing_baseline": "03.01" if i < 2 else "04.00"}
                 for iid in item_ids(i)
-            ],
-            "valid_fraction": valid[i],
-            "grid": grid,
-            "bands": BANDS,
-            "offset": {"applied": i >= 2, "value": -1000 if i >= 2 else 0},
-        }
-        p = tmp_path / "masked" / f"{when[:10]}.zarr"
-        write_store(p, {b: cubes[b][i] for b in BANDS}, attrs, grid)
-        paths.append(p)
-    cube = tmp_path / "arguin" / "gapfilled.zarr"
+            ]
+        )
+        for i, when in enumerate(DATETIMES)
+    ]
+    offsets = [json.dumps({"applied": i >= 2, "value": -1000 if i >= 2 else 0}) for i in range(n_t)]
+    attrs = {"stage": "mask", "aoi": "arguin", "grid": grid, "bands": BANDS}
+    paths = []
+    for k, sel in enumerate([[0, 1], [2, 3, 4]]):  # two batches, given in reverse order below
+        paths.append(
+            write_batch_store(
+                tmp_path / "masked" / f"b{k}.zarr",
+                grid,
+                {b: cubes[b][sel] for b in BANDS},
+                attrs,
+                [DATETIMES[i] for i in sel],
+                valid_fraction=np.array(valid, np.float32)[sel],
+                item_records=[records[i] for i in sel],
+                offset_correction=[offsets[i] for i in sel],
+            )
+        )
+    cube = tmp_path / "arguin" / "gapfill.zarr"
     gapfill(paths[::-1], cube, BANDS)
     manifest = tmp_path / "arguin" / "manifest.json"
     manifest.write_text(
@@ -186,9 +192,13 @@ def test_coordinates_and_times(nc_3035):
         assert ds.lon.values[0, 0] == pytest.approx(lon, abs=1e-9)
         assert ds.lat.values[0, 0] == pytest.approx(lat, abs=1e-9)
     with netCDF4.Dataset(out) as nc:
-        assert nc["time"].units == "seconds since 1970-01-01 00:00:00"
+        assert nc["time"].units.startswith("seconds since 1970-01-01")  # xarray drops a 00:00:00
+        assert nc["time"].dtype == np.float64 and "_FillValue" not in nc["time"].ncattrs()
         assert nc["time"].standard_name == "time" and nc["time"].axis == "T"
-        assert nc["time"].calendar
+        assert nc["time"].calendar == "proleptic_gregorian"
+        assert [seconds(s) for s in DATETIMES] == [int(v) for v in nc["time"][:]]  # whole seconds
+        for name in [*BANDS, "flag"]:
+            assert nc[name].coordinates == "lat lon spatial_ref"
 
 
 def test_rioxarray_reports_the_crs_3035(nc_3035):
@@ -315,8 +325,6 @@ def test_compliance_checker_cf_1_8_no_errors(nc_3035, tmp_path, no_network):
 
 
 def test_written_atomically(tmp_path, monkeypatch):
-    import s2ts.netcdf as ncmod
-
     cube, manifest, _ = build(tmp_path, GRID_3035)
     out = tmp_path / "out" / "a.nc"
     config = the_config()
@@ -325,11 +333,13 @@ def test_written_atomically(tmp_path, monkeypatch):
         netcdf(cube, manifest, config, out)
     assert not out.exists()
 
-    def interrupted(*args):
-        yield slice(0, 8), slice(0, 8)
+    real = xr.Dataset.to_netcdf
+
+    def interrupted(self, path, *a, **k):  # the file is written, then the job is interrupted
+        real(self, path, *a, **k)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ncmod, "_windows", interrupted)
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", interrupted)
     with pytest.raises(KeyboardInterrupt):
         netcdf(cube, manifest, the_config(), out)
     assert list(out.parent.iterdir()) == []  # neither the file nor a temporary left
@@ -340,18 +350,19 @@ def test_written_atomically(tmp_path, monkeypatch):
 
 def test_from_snakemake_wrappers(tmp_path):
     cube, manifest, _ = build(tmp_path, GRID_3035)
-    masked = sorted(str(p) for p in (tmp_path / "masked").iterdir())
+    masked = sorted(str(p / "zarr.json") for p in (tmp_path / "masked").iterdir())
     smk = SimpleNamespace(
         input=SimpleNamespace(masked=masked),
-        output=SimpleNamespace(cube=str(tmp_path / "again.zarr")),
+        output=SimpleNamespace(cube=str(tmp_path / "again.zarr" / "zarr.json")),
         params=SimpleNamespace(bands=BANDS, fill_ends=True, max_gap_days=None),
         threads=2,
     )
     gapfill_from_snakemake(smk)
     smk = SimpleNamespace(
-        input=SimpleNamespace(cube=str(tmp_path / "again.zarr"), manifest_info=str(manifest)),
+        input=SimpleNamespace(cube=str(tmp_path / "again.zarr" / "zarr.json"), manifest_info=str(manifest)),
         output=SimpleNamespace(nc=str(tmp_path / "again.nc")),
         params=SimpleNamespace(config=the_config()),
+        threads=1,
     )
     netcdf_from_snakemake(smk)
     with xr.open_dataset(tmp_path / "again.nc") as ds:

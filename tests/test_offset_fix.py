@@ -5,12 +5,11 @@ pixel follows its own item's baseline, and the fix can never run twice."""
 
 import numpy as np
 import pytest
-from conftest import load_features, local_item, utm_grid, write_grid_json, write_items_file
+from conftest import load_features, local_item, read_store, tile_store, utm_grid
 
 from s2ts.errors import UserError
-from s2ts.offset_fix import apply_offset, offset_fix
-from s2ts.tile import tile
-from s2ts.zarr_io import FILL_INT16, read_arrays, read_attrs
+from s2ts.offset_fix import apply_offset, clipped, offset_fix, shift_lut
+from s2ts.zarr_io import FILL_INT16, read_attrs
 
 N = 32
 BANDS = ["B03", "B04", "B08"]
@@ -31,10 +30,12 @@ def scl():
 
 
 def tile_of(tmp_path, items, epsg, x0, y1, name):
-    f = write_items_file(tmp_path / f"{name}.json", items)
-    g = write_grid_json(tmp_path / f"{name}-grid.json", utm_grid(epsg, x0, y1, N, N, 10))
-    tile(f, g, BANDS, "SCL", tmp_path / f"{name}.zarr")
-    return tmp_path / f"{name}.zarr"
+    return tile_store(tmp_path, items, utm_grid(epsg, x0, y1, N, N, 10), out=name)
+
+
+def one_date(path) -> dict:
+    """The arrays of a batch store's only date."""
+    return {k: v[0] if v.ndim == 3 else v for k, v in read_store(path).items()}
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,8 @@ def test_switch_on_baseline_as_version(tmp_path, items, which, date, baseline, s
     dn = known_dn()
     it = local_item(base, tmp_path / "cog", {b: dn for b in BANDS}, scl(), x0, y1, datetime=date, baseline=baseline)
     t = tile_of(tmp_path, [it], epsg, x0, y1, "t")
-    out_attrs = offset_fix(t, tmp_path / "o.zarr", True, -1000, "04.00")
-    out = read_arrays(tmp_path / "o.zarr")
+    (record,) = offset_fix([t], tmp_path / "o.zarr", True, -1000, "04.00")
+    out = one_date(tmp_path / "o.zarr")
     expected = dn.astype(np.int32) - (1000 if shifted else 0)
     expected[dn == 0] = FILL_INT16
     for b in BANDS:
@@ -70,9 +71,9 @@ def test_switch_on_baseline_as_version(tmp_path, items, which, date, baseline, s
         np.testing.assert_array_equal(out[b], expected)
     assert (out["B08"][0] == FILL_INT16).all()  # DN 0 stays no data: never 64536, never -1000
     assert (out["B08"][1] == (0 if shifted else 1000)).all()  # DN 1000 stays valid (reflectance 0)
-    np.testing.assert_array_equal(out["SCL"], read_arrays(t)["SCL"])  # SCL never shifted
-    assert out_attrs["offset_corrected"] is True
-    assert out_attrs["offset"]["per_item"][0]["shift"] == (-1000 if shifted else 0)
+    np.testing.assert_array_equal(out["SCL"], read_store(t)["SCL"])  # SCL never shifted
+    assert read_attrs(tmp_path / "o.zarr")["offset_corrected"] is True
+    assert record["per_item"][0]["shift"] == (-1000 if shifted else 0)
 
 
 def test_mixed_baselines_on_one_date_follow_each_pixels_item(tmp_path, items):
@@ -96,11 +97,11 @@ def test_mixed_baselines_on_one_date_follow_each_pixels_item(tmp_path, items):
         baseline="04.00",
     )
     tl = tile_of(tmp_path, [a, b_], epsg, x0, y1, "mixed")
-    src = read_arrays(tl)["source"]
+    src = read_store(tl)["source"]
     assert (src[0] == 255).all()  # row 0 is no data in both items
     assert (src[1:, : N // 2] == 0).all() and (src[1:, N // 2 :] == 1).all()
-    offset_fix(tl, tmp_path / "o.zarr")
-    out = read_arrays(tmp_path / "o.zarr")["B04"]
+    offset_fix([tl], tmp_path / "o.zarr")
+    out = one_date(tmp_path / "o.zarr")["B04"]
     expected = dn.astype(np.int32)
     expected[dn == 0] = FILL_INT16
     # both halves now hold the same reflectance although their items had different baselines
@@ -111,17 +112,17 @@ def test_fix_is_never_applied_twice(tmp_path, items):
     base, epsg, x0, y1 = items["new"]
     it = local_item(base, tmp_path / "cog", {b: known_dn() for b in BANDS}, scl(), x0, y1)
     t = tile_of(tmp_path, [it], epsg, x0, y1, "t")
-    offset_fix(t, tmp_path / "o.zarr")
+    offset_fix([t], tmp_path / "o.zarr")
     assert read_attrs(tmp_path / "o.zarr")["offset_corrected"] is True
     with pytest.raises(UserError, match="never applied twice"):
-        offset_fix(tmp_path / "o.zarr", tmp_path / "oo.zarr")
+        offset_fix([tmp_path / "o.zarr"], tmp_path / "oo.zarr")
     assert not (tmp_path / "oo.zarr").exists()
 
 
 def test_apply_false_and_provider_corrected_items_are_not_shifted():
     dn = np.array([[0, 1000, 2500]], np.uint16)
     src = np.zeros_like(dn, np.uint8)
-    out, _ = apply_offset(dn, src, [0])
+    out = apply_offset(dn, src, shift_lut([0]))
     np.testing.assert_array_equal(out, [[FILL_INT16, 1000, 2500]])
     from s2ts.offset_fix import item_shift
 
@@ -132,6 +133,29 @@ def test_apply_false_and_provider_corrected_items_are_not_shifted():
 
 def test_saturated_values_clip_not_wrap():
     dn = np.array([[65535, 40000, 1]], np.uint16)
-    out, n = apply_offset(dn, np.zeros_like(dn, np.uint8), [-1000])
-    np.testing.assert_array_equal(out, [[32767, 32767, -999]])
-    assert n == 2
+    src, lut = np.zeros_like(dn, np.uint8), shift_lut([-1000])
+    np.testing.assert_array_equal(apply_offset(dn, src, lut), [[32767, 32767, -999]])
+    assert clipped(dn, src, lut).sum() == 2
+
+
+def test_a_batch_of_dates_each_with_its_own_baseline(tmp_path, items):
+    """Several dates in one batch store: each date shifted by its own items' baselines,
+    in date order, with its record."""
+    base, epsg, x0, y1 = items["new"]
+    dn = known_dn()
+    dates = {"2021-06-01": "03.01", "2022-03-01": "04.00", "2024-06-01": "05.11"}
+    stores = []
+    for d, pb in dates.items():
+        it = local_item(
+            base, tmp_path / "cog", {b: dn for b in BANDS}, scl(), x0, y1, item_id=f"I_{d}", datetime=f"{d}T17:46:29Z", baseline=pb
+        )
+        stores.append(tile_store(tmp_path, [it], utm_grid(epsg, x0, y1, N, N, 10), date=d, out=f"tiles-{d}"))
+    records = offset_fix(stores[::-1], tmp_path / "o.zarr")  # any order in, date order out
+    out = read_store(tmp_path / "o.zarr")
+    assert out["B03"].shape == (3, N, N)
+    for k, pb in enumerate(dates.values()):
+        expected = dn.astype(np.int32) - (0 if pb == "03.01" else 1000)
+        expected[dn == 0] = FILL_INT16
+        np.testing.assert_array_equal(out["B03"][k], expected)
+        assert records[k]["per_item"][0]["processing_baseline"] == pb
+    assert [str(d) for d in out["solar_day"]] == list(dates)

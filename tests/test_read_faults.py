@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from conftest import load_features, local_item, utm_grid, write_grid_json, write_items_file
 
+from s2ts.batches import batch_stores
 from s2ts.gapfill import gapfill
 from s2ts.mask import mask
 from s2ts.netcdf import netcdf
 from s2ts.offset_fix import offset_fix
-from s2ts.tile import ReadError, read_skipped, tile, tile_batch
+from s2ts.tile import ReadError, read_skipped, tile_batch
 
 X0, Y1, N = 450000.0, 4420000.0, 32
 BANDS = ["B03", "B04", "B08"]
@@ -51,7 +52,7 @@ def test_fault_names_item_and_asset_and_writes_nothing(tmp_path, items, fault):
     with pytest.raises(
         ReadError, match=rf"cannot read asset B04 of item {it['id']} \(.*B04.tif\).*on_read_error: skip"
     ):
-        tile(f, grid, BANDS, "SCL", tmp_path / "t" / f"{day}.zarr")
+        tile_batch([f], grid, BANDS, "SCL", tmp_path / "t")
     assert not (tmp_path / "t" / f"{day}.zarr").exists()
 
 
@@ -66,12 +67,11 @@ def test_skip_drops_the_date_and_records_it_in_the_netcdf(tmp_path, items):
     assert sorted(p.name for p in (tmp_path / "tile").glob("*.zarr")) == ["2024-06-01.zarr", "2024-06-11.zarr"]
     inside = tmp_path / "inside.npy"
     np.save(inside, np.ones((N, N), np.uint8))
-    masked = []
-    for store in sorted((tmp_path / "tile").glob("*.zarr")):
-        offset_fix(store, tmp_path / "off" / store.name)
-        mask(tmp_path / "off" / store.name, inside, tmp_path / "mask" / store.name, [0, 1, 3, 8, 9, 10])
-        masked.append(tmp_path / "mask" / store.name)
-    gapfill(masked, tmp_path / "cube.zarr", BANDS, skipped=read_skipped(tmp_path / "tile"))
+    stores, skipped = batch_stores(tmp_path / "tile")
+    assert skipped == read_skipped(tmp_path / "tile")
+    offset_fix(stores, tmp_path / "off.zarr", skipped=skipped)
+    mask(tmp_path / "off.zarr", inside, tmp_path / "mask.zarr", [0, 1, 3, 8, 9, 10])
+    gapfill([tmp_path / "mask.zarr"], tmp_path / "cube.zarr", BANDS)
     manifest = tmp_path / "manifest.json"
     manifest.write_text(
         json.dumps({"aoi": "t", "catalog": "local", "collection": "sentinel-2-l2a", "counts": {}, "search": {}})

@@ -119,34 +119,45 @@ def test_nothing_changed_no_job(scenario):
     assert snapshot(wd) == before
 
 
+def read_log(wd, rule, aoi, batch):
+    return (wd / "results" / "logs" / rule / aoi / f"{batch}.log").read_text()
+
+
 def test_new_acquisitions_only_new_dates(scenario):
-    """Defaults: a tile job per date, offset_fix and mask jobs per month (tiles.light_batch).
-    The period grows from mid-February into March: the new dates' tiles are read, the
-    February and March light batches redone (February's old dates recomputed to the same
-    bytes), every other store untouched."""
+    """Defaults: a tile job per year of dates, offset_fix and mask per year too. The
+    period grows from mid-February into March: the 2022 tile job reruns and reads the
+    new dates only (its earlier stores are kept, untouched), the year's light stores
+    are redone with the old dates' values unchanged."""
+    import numpy as np
+
+    from s2ts.zarr_io import open_dataset
+
     wd = scenario()
-    old = {a: dates_of(wd, a) for a in ("banc_arguin", "cap_ferret", "dune_du_pilat")}
+    aois = ("banc_arguin", "cap_ferret", "dune_du_pilat")
+    old = {a: dates_of(wd, a) for a in aois}
     before = snapshot(wd)
     res = wd / "results"
-    light_stores = {k: (res / k).read_bytes() for k in before if "/offset_fix/" in k or "/mask/" in k}
+    light_before = {a: {k: open_dataset(res / a / k / "2022.zarr").load() for k in ("offset_fix", "mask")} for a in aois}
     _, jobs = run(wd, config(wd, **{"dates.end": LATER}))
     new = {a: sorted(set(dates_of(wd, a)) - set(old[a])) for a in old}
     assert all(new.values())
-    months = {a: {d[:7] for d in new[a]} for a in new}
-    assert all(m == {"2022-02", "2022-03"} for m in months.values())
     per_date = {(r, w) for r, w in jobs if r in ("tile", "offset_fix", "mask")}
-    expected = {("tile", f"aoi={a}, batch={d}") for a in new for d in new[a]}
-    expected |= {(r, f"aoi={a}, batch={m}") for a in new for m in months[a] for r in ("offset_fix", "mask")}
-    assert per_date == expected
+    assert per_date == {(r, f"aoi={a}, batch=2022") for a in aois for r in ("tile", "offset_fix", "mask")}
     assert [r for r in DATA if r in rules_of(jobs)] == DATA[1:]
     after = snapshot(wd)
-    old_tiles = [k for k in before if "/tile/" in k]
+    old_tiles = [k for k in before if "/tile/" in k and ".zarr/" in k]
     assert old_tiles and all(after[k] == before[k] for k in old_tiles)  # existing tile stores untouched
-    january = [k for k in light_stores if "/2022-01/" in k]
-    assert january and all(after[k] == before[k] for k in january)  # untouched light batch
-    february = [k for k in light_stores if "/2022-02/" in k]
-    assert february and all(after[k] != before[k] for k in february)  # redone ...
-    assert all((res / k).read_bytes() == light_stores[k] for k in february)  # ... to the same bytes
+    for a in aois:
+        log = read_log(wd, "tile", a, "2022")
+        assert f"{len(old[a])} kept from an earlier run, {len(new[a])} to read" in log
+        assert f"of {len(new[a])} date(s) ({new[a][0]} .. {new[a][-1]})" in log  # one read: the new dates only
+        assert sorted(p.stem for p in (res / a / "tile" / "2022").glob("*.zarr")) == old[a] + new[a]
+        for k in ("offset_fix", "mask"):  # redone: the old dates' values are the same
+            now = open_dataset(res / a / k / "2022.zarr").load()
+            assert [str(d) for d in now.solar_day.values] == old[a] + new[a]
+            was = light_before[a][k]
+            for b in ("B03", "B04", "B08"):
+                np.testing.assert_array_equal(now[b].values[: len(old[a])], was[b].values)
 
 
 @pytest.mark.parametrize(
@@ -210,11 +221,12 @@ def test_polygon_added_only_new_aoi(scenario):
 
 def test_grid_change_reruns_everything(scenario):
     wd = scenario()
-    n_dates = sum(len(dates_of(wd, a)) for a in ("banc_arguin", "cap_ferret", "dune_du_pilat"))
+    aois = ("banc_arguin", "cap_ferret", "dune_du_pilat")
     _, jobs = run(wd, config(wd, **{"grid.resolution": 60}))
     assert_reran(jobs, "aoi_grid")
-    assert sum(r == "tile" for r, _ in jobs) == n_dates
-    assert sum(r == "aoi_grid" for r, _ in jobs) == 3
+    assert sum(r == "tile" for r, _ in jobs) == 3 and sum(r == "aoi_grid" for r, _ in jobs) == 3
+    for a in aois:  # every date read again: no store of the old grid is kept
+        assert f"0 kept from an earlier run, {len(dates_of(wd, a))} to read" in read_log(wd, "tile", a, "2022")
 
 
 def test_stage_code_change_reruns_that_stage_and_downstream(scenario):

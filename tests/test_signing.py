@@ -8,11 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import blob_href, grep_tree, load_features, local_item, utm_grid, write_grid_json, write_items_file
+from conftest import blob_href, grep_tree, load_features, local_item, read_store, tile_store, utm_grid
 
 from s2ts.errors import UserError
-from s2ts.tile import tile
-from s2ts.zarr_io import read_arrays
 
 X0, Y1, N = 450000.0, 4420000.0, 32
 BANDS = ["B03", "B04", "B08"]
@@ -32,10 +30,8 @@ def remote_item(tmp_path):
 
 
 def run(tmp_path, it, name, signing="planetary_computer"):
-    f = write_items_file(tmp_path / f"{name}.json", [it])
-    g = write_grid_json(tmp_path / "grid.json", utm_grid(32613, X0, Y1, N, N, 10))
-    tile(f, g, BANDS, "SCL", tmp_path / "out" / f"{name}.zarr", signing=signing)
-    return read_arrays(tmp_path / "out" / f"{name}.zarr")
+    store = tile_store(tmp_path, [it], utm_grid(32613, X0, Y1, N, N, 10), date=name, out="out", signing=signing)
+    return read_store(store)
 
 
 def test_signed_reads_through_token_endpoint_and_no_token_stored(tmp_path, remote_item, blob_proxy):
