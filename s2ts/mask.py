@@ -46,9 +46,10 @@ def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes, scl_any:
     return out, valid
 
 
-def mask(offset_path, inside_npy, out_path, classes, rule: str = "any") -> np.ndarray:
-    """Mask a light batch's offset-fixed store into ``out_path``; return the valid
-    fraction of each date."""
+def mask(offset_path, inside_npy, out_path, classes, rule: str = "any", threads: int = 1) -> np.ndarray:
+    """Mask a light batch's offset-fixed store into ``out_path``, chunk by chunk of the
+    store (dask); return the valid fraction of each date."""
+    import dask
     import xarray as xr
 
     from s2ts.zarr_io import open_dataset, write_dataset
@@ -66,8 +67,8 @@ def mask(offset_path, inside_npy, out_path, classes, rule: str = "any") -> np.nd
     inside = xr.DataArray(np.load(inside_npy).astype(bool), dims=("y", "x"))
     n_inside = int(inside.sum())
     n_valid = (valid & inside).sum(("y", "x"))
-    fraction = (n_valid / n_inside if n_inside else n_valid * 0.0).astype(np.float32).compute()
-    out["valid_fraction"] = fraction
+    # lazy like the bands: computed in the same pass over the store as the write
+    out["valid_fraction"] = (n_valid / n_inside if n_inside else n_valid * 0.0).astype(np.float32)
     for name in ("solar_day", "item_records", "offset_correction"):
         out[name] = ds[name].load()
     out.attrs.update(
@@ -75,10 +76,12 @@ def mask(offset_path, inside_npy, out_path, classes, rule: str = "any") -> np.nd
         mask={"band": mask_band, "classes": sorted(int(c) for c in classes), "rule": rule},
         n_inside=n_inside,
     )
-    write_dataset(out, out_path)
-    for day, f in zip(ds["solar_day"].values, fraction.values):
+    with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
+        write_dataset(out, out_path)
+    fraction = open_dataset(out_path)["valid_fraction"].values
+    for day, f in zip(ds["solar_day"].values, fraction):
         log.info("date %s: %.1f %% of the %d pixels in the polygon valid", day, 100 * f, n_inside)
-    return fraction.values
+    return fraction
 
 
 def mask_from_snakemake(smk) -> None:

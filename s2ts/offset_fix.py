@@ -80,14 +80,14 @@ def clipped(dn: np.ndarray, source: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return (dn.astype(np.int32) + _shift(source, lut) > INT16_MAX) & (dn != 0)
 
 
-#: memory for one group of dates read, corrected and written together
-GROUP_BYTES = 256 * 2**20
+#: bytes held per pixel and date: the tile's arrays and the corrected bands (int32 on the way)
+BYTES_PER_PIXEL = 24
 
 
 def tile_groups(tile_stores: list[Path]):
     """The batch's per-date tile stores in date order, with their attributes, split
-    in consecutive groups that fit :data:`GROUP_BYTES` (a multiple of the output's
-    time chunk, so appending never rewrites a chunk)."""
+    in consecutive groups of one time chunk of the output (:func:`time_chunk`: the
+    dates that fit its memory budget; appending whole chunks never rewrites one)."""
     from s2ts.zarr_io import read_attrs, time_chunk
 
     stores = sorted((Path(p) for p in tile_stores), key=lambda p: p.name)
@@ -101,9 +101,7 @@ def tile_groups(tile_stores: list[Path]):
                 f"offset_corrected={a.get('offset_corrected')}): the offset fix is never applied twice."
             )
     grid = attrs[0]["grid"]
-    per_date = grid["height"] * grid["width"] * (4 * len(attrs[0]["bands"]) + 8)
-    nt = time_chunk(grid["height"], grid["width"])
-    size = max(nt, (GROUP_BYTES // max(1, per_date)) // nt * nt)
+    size = time_chunk(grid["height"], grid["width"], BYTES_PER_PIXEL)
     return [(stores[i : i + size], attrs[i : i + size]) for i in range(0, len(stores), size)]
 
 

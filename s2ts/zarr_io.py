@@ -51,6 +51,8 @@ FILL_INT16 = -32768
 NO_SOURCE = 255
 CHUNK = 512  # spatial chunk edge of every store
 TIME_CHUNK_BYTES = 16 * 2**20
+#: memory a stage may hold for one group of dates over the whole grid
+GROUP_BYTES = 256 * 2**20
 #: chunk files named "0.0" beside the array's zarr.json (no c/0/ folders: a third of
 #: the file-system entries per store)
 CHUNK_KEYS = {"name": "v2", "separator": "."}
@@ -102,10 +104,14 @@ def fill_value(name: str, dtype) -> int | None:
     return 0
 
 
-def time_chunk(height: int, width: int) -> int:
+def time_chunk(height: int, width: int, bytes_per_pixel: int = 16) -> int:
     """Dates per chunk of a batch store: about :data:`TIME_CHUNK_BYTES` of int16 per
-    chunk (a small AOI's whole batch is one chunk: few files, one read)."""
-    return max(1, TIME_CHUNK_BYTES // (2 * min(height, CHUNK) * min(width, CHUNK)))
+    chunk (a small AOI's whole batch is one chunk: few files, one read), and no more
+    dates than fit :data:`GROUP_BYTES` over the whole grid (a stage holds a chunk's
+    dates in memory, ``bytes_per_pixel`` per pixel and date)."""
+    per_chunk = TIME_CHUNK_BYTES // (2 * min(height, CHUNK) * min(width, CHUNK))
+    per_group = GROUP_BYTES // max(1, height * width * bytes_per_pixel)
+    return max(1, min(per_chunk, per_group))
 
 
 def _encoding(ds, time_chunk_size: int | None = None) -> dict:
@@ -172,16 +178,16 @@ def write_dataset(ds, path, also=()) -> list:
 
 def write_batches(groups, path) -> None:
     """Write a ``(time, y, x)`` store from consecutive groups of dates (Datasets along
-    ``time``, each computed in memory): the first creates the store, the others are
-    appended along ``time``; atomic as a whole. Groups should hold a multiple of the
-    store's time chunk (:func:`time_chunk`) so that no chunk is written twice."""
+    ``time``, each computed in memory): the first creates the store with a time chunk
+    of its size, the others are appended along ``time``; atomic as a whole. Groups of
+    equal size (but the last) append whole chunks, so no chunk is written twice."""
     from s2ts.io import atomic_path
 
     with atomic_path(path) as tmp, _quiet():
         for k, ds in enumerate(groups):
             ds = _plain_attrs(ds)
             if k == 0:
-                enc = _encoding(ds, time_chunk(ds.sizes["y"], ds.sizes["x"]))
+                enc = _encoding(ds, ds.sizes["time"])  # the first group is one time chunk
                 ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=enc)
             else:
                 ds.to_zarr(tmp, mode="a", append_dim="time", zarr_format=3, consolidated=True)

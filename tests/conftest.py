@@ -247,7 +247,9 @@ def write_grid_json(path: Path, grid: dict, aoi_id: str = "t") -> Path:
     return path
 
 
-def tile_store(tmp_path: Path, items: list[dict], grid: dict, date: str = "2024-06-01", out: str = "tile", **kw) -> Path:
+def tile_store(
+    tmp_path: Path, items: list[dict], grid: dict, date: str = "2024-06-01", out: str = "tile", **kw
+) -> Path:
     """Run the tile stage on one date's items (a batch of one date); return its store."""
     from s2ts.tile import tile_batch
 
@@ -287,12 +289,16 @@ def write_batch_store(path: Path, grid: dict, arrays: dict, attrs: dict, datetim
     from s2ts.zarr_io import grid_dataset, write_dataset
 
     ds = grid_dataset(grid)
-    ds = ds.assign_coords(time=np.array([np.datetime64(t.rstrip("Z"), "s") for t in datetimes]).astype("datetime64[ns]"))
+    ds = ds.assign_coords(
+        time=np.array([np.datetime64(t.rstrip("Z"), "s") for t in datetimes]).astype("datetime64[ns]")
+    )
     for name, a in arrays.items():
         ds[name] = (("time", "y", "x"), a)
     n = len(datetimes)
     per_date.setdefault("solar_day", [t[:10] for t in datetimes])
-    per_date.setdefault("item_records", [json.dumps([{"id": f"item-{t}", "processing_baseline": "05.10"}]) for t in datetimes])
+    per_date.setdefault(
+        "item_records", [json.dumps([{"id": f"item-{t}", "processing_baseline": "05.10"}]) for t in datetimes]
+    )
     per_date.setdefault("offset_correction", [json.dumps({"apply": True, "value": -1000})] * n)
     for name, values in per_date.items():
         values = np.asarray(values)

@@ -281,7 +281,13 @@ def build_synthetic(tmp_path: Path) -> dict:
             arrays = {b: np.stack([d[k][b] for d in sel]) for b in BANDS}
             attrs = {"aoi": "syn", "grid": grid, "bands": BANDS, "stage": stage}
             write_batch_store(
-                p, grid, arrays, attrs, [d[1] for d in sel], item_records=[d[2] for d in sel], valid_fraction=[d[5] for d in sel]
+                p,
+                grid,
+                arrays,
+                attrs,
+                [d[1] for d in sel],
+                item_records=[d[2] for d in sel],
+                valid_fraction=[d[5] for d in sel],
             )
             paths[stage].append(p / "zarr.json")
     with open(aoi / "manifest.csv", "w", newline="") as f:

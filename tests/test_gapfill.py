@@ -353,13 +353,23 @@ def test_gapfill_errors(tmp_path):
     grid = make_grid(8, 8)
     attrs = {"stage": "mask", "grid": grid, "bands": ["B04"]}
     p = write_batch_store(
-        tmp_path / "m.zarr", grid, {"B04": np.ones((1, 8, 8), np.int16)}, attrs, ["2022-01-01T11:00:00Z"], valid_fraction=[1.0]
+        tmp_path / "m.zarr",
+        grid,
+        {"B04": np.ones((1, 8, 8), np.int16)},
+        attrs,
+        ["2022-01-01T11:00:00Z"],
+        valid_fraction=[1.0],
     )
     with pytest.raises(UserError, match="B08"):
         gapfill([p], tmp_path / "out.zarr", ["B04", "B08"])
     assert not (tmp_path / "out.zarr").exists()
     q = write_batch_store(
-        tmp_path / "q.zarr", grid, {"B04": np.ones((1, 8, 8), np.int16)}, attrs, ["2022-01-01T11:30:00Z"], valid_fraction=[1.0]
+        tmp_path / "q.zarr",
+        grid,
+        {"B04": np.ones((1, 8, 8), np.int16)},
+        attrs,
+        ["2022-01-01T11:30:00Z"],
+        valid_fraction=[1.0],
     )
     with pytest.raises(UserError, match="share the date"):
         gapfill([p, q], tmp_path / "out.zarr", ["B04"])
@@ -374,7 +384,12 @@ def test_a_failed_write_leaves_no_store(tmp_path, monkeypatch):
     grid = make_grid(8, 8)
     attrs = {"stage": "mask", "grid": grid, "bands": ["B04"]}
     p = write_batch_store(
-        tmp_path / "m.zarr", grid, {"B04": np.ones((1, 8, 8), np.int16)}, attrs, ["2022-01-01T11:00:00Z"], valid_fraction=[1.0]
+        tmp_path / "m.zarr",
+        grid,
+        {"B04": np.ones((1, 8, 8), np.int16)},
+        attrs,
+        ["2022-01-01T11:00:00Z"],
+        valid_fraction=[1.0],
     )
     real = xr.Dataset.to_zarr
 

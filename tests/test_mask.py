@@ -47,7 +47,10 @@ def test_mask_store_and_valid_fraction(tmp_path):
     scl_any[2, 2] = (1 << 4) | (1 << 9)  # ... with a cloud in a corner of the pixel
     arrays = {"B03": b, "B08": b, "SCL": scl, "SCL_any": scl_any, "source": np.zeros((h, w), np.uint8)}
     # two dates: the second all clear (SCL 4), so its valid fraction is the band's own
-    arrays = {k: np.stack([v, np.full_like(v, 4) if k == "SCL" else (v * 0 + (1 << 4) if k == "SCL_any" else v)]) for k, v in arrays.items()}
+    arrays = {
+        k: np.stack([v, np.full_like(v, 4) if k == "SCL" else (v * 0 + (1 << 4) if k == "SCL_any" else v)])
+        for k, v in arrays.items()
+    }
     write_batch_store(tmp_path / "o.zarr", grid, arrays, attrs, ["2022-03-01T11:00:00Z", "2022-03-06T11:00:00Z"])
     inside = np.zeros((h, w), np.uint8)
     inside[5:15, 10:25] = 1

@@ -79,10 +79,7 @@ def build(tmp_path: Path, grid: dict):
     valid = [0.97, 0.5, 0.25, 1.0, 0.125]
     records = [
         json.dumps(
-            [
-                {"id": iid, "datetime": when, "processing_baseline": "03.01" if i < 2 else "04.00"}
-                for iid in item_ids(i)
-            ]
+            [{"id": iid, "datetime": when, "processing_baseline": "03.01" if i < 2 else "04.00"} for iid in item_ids(i)]
         )
         for i, when in enumerate(DATETIMES)
     ]

@@ -147,7 +147,15 @@ def test_a_batch_of_dates_each_with_its_own_baseline(tmp_path, items):
     stores = []
     for d, pb in dates.items():
         it = local_item(
-            base, tmp_path / "cog", {b: dn for b in BANDS}, scl(), x0, y1, item_id=f"I_{d}", datetime=f"{d}T17:46:29Z", baseline=pb
+            base,
+            tmp_path / "cog",
+            {b: dn for b in BANDS},
+            scl(),
+            x0,
+            y1,
+            item_id=f"I_{d}",
+            datetime=f"{d}T17:46:29Z",
+            baseline=pb,
         )
         stores.append(tile_store(tmp_path, [it], utm_grid(epsg, x0, y1, N, N, 10), date=d, out=f"tiles-{d}"))
     records = offset_fix(stores[::-1], tmp_path / "o.zarr")  # any order in, date order out
@@ -159,3 +167,28 @@ def test_a_batch_of_dates_each_with_its_own_baseline(tmp_path, items):
         np.testing.assert_array_equal(out["B03"][k], expected)
         assert records[k]["per_item"][0]["processing_baseline"] == pb
     assert [str(d) for d in out["solar_day"]] == list(dates)
+
+
+def test_a_large_grid_is_corrected_a_few_dates_at_a_time(tmp_path, items, monkeypatch):
+    """With a memory budget for one date at a time (as for a 40 km AOI at 10 m), the
+    batch is read, corrected and appended date by date: same values, one date per chunk."""
+    import s2ts.zarr_io as zio
+    from s2ts.zarr_io import open_dataset
+
+    base, epsg, x0, y1 = items["new"]
+    stores = []
+    for k, d in enumerate(["2022-03-01", "2022-03-06", "2022-03-11"]):
+        dn = known_dn() + 10 * k * (known_dn() > 0)
+        it = local_item(
+            base, tmp_path / "cog", {b: dn for b in BANDS}, scl(), x0, y1, item_id=f"I{k}", datetime=f"{d}T17:46:29Z"
+        )
+        stores.append(tile_store(tmp_path, [it], utm_grid(epsg, x0, y1, N, N, 10), date=d, out=f"t{k}"))
+    offset_fix(stores, tmp_path / "whole.zarr")
+    monkeypatch.setattr(zio, "GROUP_BYTES", N * N * 30)  # about one date of the budgeted bytes
+    offset_fix(stores, tmp_path / "dated.zarr")
+    whole, dated = open_dataset(tmp_path / "whole.zarr"), open_dataset(tmp_path / "dated.zarr")
+    assert whole["B04"].encoding["chunks"][0] == 3 and dated["B04"].encoding["chunks"][0] == 1
+    for v in BANDS + ["SCL", "source"]:
+        np.testing.assert_array_equal(whole[v].values, dated[v].values)
+    np.testing.assert_array_equal(whole["time"].values, dated["time"].values)
+    assert list(dated["offset_correction"].values) == list(whole["offset_correction"].values)

@@ -137,7 +137,9 @@ def test_new_acquisitions_only_new_dates(scenario):
     old = {a: dates_of(wd, a) for a in aois}
     before = snapshot(wd)
     res = wd / "results"
-    light_before = {a: {k: open_dataset(res / a / k / "2022.zarr").load() for k in ("offset_fix", "mask")} for a in aois}
+    light_before = {
+        a: {k: open_dataset(res / a / k / "2022.zarr").load() for k in ("offset_fix", "mask")} for a in aois
+    }
     _, jobs = run(wd, config(wd, **{"dates.end": LATER}))
     new = {a: sorted(set(dates_of(wd, a)) - set(old[a])) for a in old}
     assert all(new.values())

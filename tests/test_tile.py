@@ -288,7 +288,9 @@ def test_a_rerun_reads_only_new_or_changed_dates(tmp_path, base):
     for k, d in enumerate(days):
         bands[d] = ramp(10 + k)
         iid = f"S2B_MSIL2A_{d.replace('-', '')}T174629_R098_T13TDE_X"
-        items[d] = local_item(base, tmp_path / "cog" / d, bands[d], all_classes_scl(k), X0, Y1, item_id=iid, datetime=f"{d}T17:46:29Z")
+        items[d] = local_item(
+            base, tmp_path / "cog" / d, bands[d], all_classes_scl(k), X0, Y1, item_id=iid, datetime=f"{d}T17:46:29Z"
+        )
         files[d] = write_items_file(tmp_path / f"{d}.json", [items[d]])
     out = tmp_path / "tile" / "2024"
 
