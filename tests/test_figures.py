@@ -40,12 +40,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from conftest import write_batch_store, write_date_store  # noqa: E402
+
 from s2ts import figures as fig  # noqa: E402
 from s2ts.errors import UserError  # noqa: E402
 from s2ts.gapfill import gapfill  # noqa: E402
 from s2ts.netcdf import netcdf  # noqa: E402
 from s2ts.zarr_io import FILL_INT16  # noqa: E402
-from conftest import write_batch_store, write_date_store  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 CATALOG = ROOT / "resources" / "demo-catalog"

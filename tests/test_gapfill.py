@@ -378,7 +378,6 @@ def test_gapfill_errors(tmp_path):
 def test_a_failed_write_leaves_no_store(tmp_path, monkeypatch):
     """Stores are written under a temporary name and renamed: an error midway leaves nothing."""
     import xarray as xr
-
     from conftest import write_batch_store
 
     grid = make_grid(8, 8)

@@ -16,11 +16,11 @@ import pyproj
 import pytest
 import xarray as xr
 import yaml
+from conftest import write_batch_store
 
 from s2ts.errors import UserError
 from s2ts.gapfill import gapfill, gapfill_from_snakemake
 from s2ts.netcdf import netcdf, netcdf_from_snakemake
-from conftest import write_batch_store
 
 ROOT = Path(__file__).resolve().parent.parent
 FILL = -32768
