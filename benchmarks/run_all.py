@@ -127,6 +127,20 @@ def child_env() -> dict:
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
+def snakemake(results: Path, overrides: dict, extra=()) -> float:
+    """Wall of one run on ``make demo``'s configuration (config/demo.yaml) with
+    ``overrides`` layered on top (benchmarks/scale.py uses it)."""
+    cfg = results.parent / f"{results.name}-{len(list(results.parent.glob('*.yaml')))}.yaml"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(yaml.safe_dump({"results": str(results), **overrides}))
+    cmd = [str(BIN / "snakemake"), "--cores", "2", "--configfile", str(ROOT / "config" / "demo.yaml"), str(cfg), *extra]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(p.stderr[-3000:])
+    return time.perf_counter() - t0
+
+
 # --------------------------------------------------------------------------- items
 def served_items(catalog: Path, start: str, end: str, href_base: str | None = None) -> list[dict]:
     """The items both sides are given: the period's, ``eo:cloud_cover < 20``."""
