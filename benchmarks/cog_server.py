@@ -25,6 +25,9 @@ first line on stdout is the server's URL::
     http://127.0.0.1:40123
 
 :class:`CogServer` does that from Python (start, wait for the URL, stop by pid).
+A request's log line is written after its last byte is sent, so a reader waits
+until the server is idle first (:meth:`CogServer.wait_idle`, which asks
+``GET /.cog_server/status``: requests in flight and logged).
 """
 
 from __future__ import annotations
@@ -40,11 +43,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 CHUNK = 64 * 1024
+#: ``GET`` here answers ``{"in_flight": n, "logged": m}`` (not delayed, not logged)
+STATUS_PATH = "/.cog_server/status"
 
 
 # --------------------------------------------------------------------------- ranges
@@ -112,7 +118,19 @@ class Handler(BaseHTTPRequestHandler):
         self._serve(head=True)
 
     def do_GET(self) -> None:
-        self._serve(head=False)
+        if urlsplit(self.path).path == STATUS_PATH:
+            self._status()
+        else:
+            self._serve(head=False)
+
+    def _status(self) -> None:
+        """Requests being served and requests logged (this one is neither)."""
+        body = json.dumps(self.server.status()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     # ------------------------------------------------------------------ helpers
     def _resolve(self) -> Path | None:
@@ -148,6 +166,7 @@ class Handler(BaseHTTPRequestHandler):
         start = time.time()
         rng = self.headers.get("Range")
         status, sent = 0, [0]
+        self.server.begin()
         try:
             if self.server.delay:
                 time.sleep(self.server.delay)
@@ -249,13 +268,26 @@ class CogHTTPServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._log = open(log_path, "a") if log_path else None
 
+    in_flight = 0
+    logged = 0
+
+    def begin(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
     def record(self, entry: dict) -> None:
-        if self._log is None:
-            return
+        """Log a finished request (a client may have its last byte before this)."""
         line = json.dumps(entry) + "\n"
         with self._lock:
-            self._log.write(line)
-            self._log.flush()
+            if self._log is not None:
+                self._log.write(line)
+                self._log.flush()
+            self.logged += 1
+            self.in_flight -= 1
+
+    def status(self) -> dict:
+        with self._lock:
+            return {"in_flight": self.in_flight, "logged": self.logged}
 
 
 # --------------------------------------------------------------------------- log
@@ -318,6 +350,21 @@ class CogServer:
             if self.proc.poll() is not None or time.time() - t0 > timeout:
                 self.stop()
                 raise RuntimeError(f"cog_server did not start: {self.console.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def status(self) -> dict:
+        with urllib.request.urlopen(self.url + STATUS_PATH, timeout=10) as r:
+            return json.loads(r.read())
+
+    def wait_idle(self, timeout: float = 30.0) -> dict:
+        """Wait until no request is being served, so that every request a client
+        has had its answer to is in the log (the entry is written after the last
+        byte is sent); the status when idle."""
+        t0 = time.time()
+        while True:
+            st = self.status()
+            if st["in_flight"] == 0 or time.time() - t0 > timeout:
+                return st
             time.sleep(0.05)
 
     def stop(self) -> None:

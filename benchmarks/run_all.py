@@ -239,6 +239,7 @@ def traffic(server: CogServer | None, run: dict, only: set[str] | None = None) -
     """Requests and body bytes the run's window saw on the COG server."""
     if server is None:
         return None
+    server.wait_idle()
     entries = read_log(server.log, run["start"], run["end"])
     if only is not None:
         entries = [e for e in entries if e["path"] in only]
