@@ -27,7 +27,11 @@ NetCDF's size; ``--json`` writes them. When our cube for the same period exists
 per-band differences) and the differences explained.
 
     .venv/bin/python benchmarks/original_sits.py [--start 2021-01-01 --end 2023-01-01]
-        [--catalog resources/demo-catalog] [--json out.json] [--server rustac|query]
+        [--catalog resources/demo-catalog] [--json out.json] [--server rustac|query] [--url URL]
+
+``--url`` points sits at a STAC API that is already running (the items and their
+asset hrefs as that server has them, ``file://`` or ``http://``: run_all.py serves
+the same items to the workflow and to sits this way) instead of starting one.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     import numpy as np
@@ -119,9 +124,14 @@ def parse_time(s: str) -> dt.datetime:
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
-def catalog_items(catalog: Path, collection: str = "sentinel-2-l2a") -> list[dict]:
+def catalog_items(catalog: Path, collection: str = "sentinel-2-l2a", href_base: str | None = None) -> list[dict]:
     """Every item of the static catalog's collection, asset hrefs made absolute
-    ``file://`` URIs, links dropped (the server writes its own)."""
+    ``file://`` URIs, links dropped (the server writes its own).
+
+    With ``href_base`` (e.g. ``http://127.0.0.1:PORT/``, a server of the catalog's
+    folder: benchmarks/cog_server.py), asset hrefs are ``href_base`` + the asset's
+    path relative to the catalog folder instead."""
+    catalog = catalog.resolve()
     coll_dir = catalog / collection
     coll = json.loads((coll_dir / "collection.json").read_text())
     items = []
@@ -133,7 +143,11 @@ def catalog_items(catalog: Path, collection: str = "sentinel-2-l2a") -> list[dic
         for asset in item["assets"].values():
             href = asset["href"]
             if "://" not in href:
-                asset["href"] = (path.parent / href).resolve().as_uri()
+                local = (path.parent / href).resolve()
+                if href_base is None:
+                    asset["href"] = local.as_uri()
+                else:
+                    asset["href"] = href_base.rstrip("/") + "/" + quote(local.relative_to(catalog).as_posix())
         item["links"] = []
         item["collection"] = collection
         items.append(item)
@@ -560,6 +574,11 @@ def main() -> int:
     p.add_argument("--ours", help="our cube to compare with (default results/demo/1/1_<start>_<end>.nc)")
     p.add_argument("--venv", default=str(DEFAULT_VENV), help="the sits virtualenv (created if missing)")
     p.add_argument("--server", choices=["rustac", "query"], default="rustac")
+    p.add_argument(
+        "--url",
+        help="search this running STAC API (no server started; its items' hrefs are used as they are: "
+        "benchmarks/run_all.py serves the same items to both sides this way)",
+    )
     p.add_argument("--keep", help="keep the sits output and logs in this directory")
     p.add_argument("--timeout", type=float, default=3600.0)
     p.add_argument(
@@ -584,19 +603,26 @@ def main() -> int:
     try:
         every = [it for it in catalog_items(catalog) if in_period(it, start, end)]
         clear = [it for it in every if float(it["properties"].get("eo:cloud_cover", 100)) < MAX_CLOUD_COVER]
-        served = clear if args.server == "rustac" else every
-        items_path, coll_path = write_inputs(work, catalog, served)
-        result["items"] = {"in_period": len(every), "cloud_cover_lt_20": len(clear), "served": len(served)}
-        server = LocalStacApi(args.server, items_path, coll_path, work / "server.log")
+        result["items"] = {"in_period": len(every), "cloud_cover_lt_20": len(clear)}
+        server = None
+        if args.url:  # the caller's server and items (benchmarks/run_all.py): sits searches it as it is
+            url = args.url
+        else:
+            served = clear if args.server == "rustac" else every
+            items_path, coll_path = write_inputs(work, catalog, served)
+            result["items"]["served"] = len(served)
+            server = LocalStacApi(args.server, items_path, coll_path, work / "server.log")
+            url = server.url
         try:
-            cmd = [str(py), str(DRIVER), "--url", server.url, "--aoi", str(Path(args.aoi).resolve())]
+            cmd = [str(py), str(DRIVER), "--url", url, "--aoi", str(Path(args.aoi).resolve())]
             cmd += ["--start", args.start, "--end", args.end, "--outdir", str(outdir)]
             cmd += ["--report", str(work / "sits_report.json")]
-            if args.server == "query":
+            if args.server == "query" and not args.url:
                 cmd.append("--query")
             rc, wall, rss = run_child(cmd, args.timeout, work / "sits.log")
         finally:
-            server.stop()
+            if server is not None:
+                server.stop()
         rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
         if rc != 0:
             print((work / "sits.log").read_text()[-5000:], file=sys.stderr)
@@ -607,7 +633,7 @@ def main() -> int:
             {
                 "sits_version": rep["sits_version"],
                 "sits_python": rep["python"],
-                "server": args.server,
+                "server": args.url or args.server,
                 "period": [args.start, args.end],
                 "items_found": len(rep["items"]),
                 "search_query": rep["search_query"],
@@ -626,7 +652,9 @@ def main() -> int:
 
         mc = result["machine"]
         print(f"machine: {mc['nproc']} CPUs ({mc['cpu']}), {mc['ram']}, load average {mc['loadavg']}")
-        print(f"sits {rep['sits_version']} (Python {rep['python']}), {args.server} server on 127.0.0.1")
+        print(
+            f"sits {rep['sits_version']} (Python {rep['python']}), STAC API: {args.url or args.server + ' on 127.0.0.1'}"
+        )
         print("sits venv: " + ", ".join(f"{k} {v}" for k, v in result["sits_venv"]["packages"].items()))
         print(f"period {args.start} .. {args.end}: {len(every)} items, {len(clear)} with eo:cloud_cover < 20")
         print(f"searchItems returned {len(rep['items'])} items; cube {rep['after_gapfill']['sizes']}")
