@@ -23,6 +23,7 @@ from pyproj import Transformer
 from shapely.geometry import Polygon, shape
 
 from s2ts import demo_catalog as dc
+from s2ts.demo_catalog import common, generate, plan
 from s2ts.errors import UserError
 
 START, END = "2022-01-01", "2022-03-01"  # both sides of the PB 04.00 switch (2022-01-25)
@@ -603,7 +604,7 @@ def test_empty_period_and_bad_arguments(tmp_path):
 
 def test_long_period_plan():
     """Any period: 2016-2025 plans without rendering; platforms and baselines as in reality."""
-    dts = dc.plan_datatakes(dt.date(2016, 1, 1), dt.date(2025, 1, 1), seed=0)
+    dts = plan.plan_datatakes(dt.date(2016, 1, 1), dt.date(2025, 1, 1), seed=0)
     items = [i for d in dts for i in d.items]
     assert len({i.id for i in items}) == len(items) > 1200
     assert not [d for d in dts if d.platform == "S2B" and d.sensing.date() < dt.date(2017, 3, 1)]
@@ -611,7 +612,7 @@ def test_long_period_plan():
     assert {"02.04", "02.09", "03.00", "04.00", "05.09", "05.10", "05.11"} <= pbs
     for d in dts:
         main = d.items[0]
-        assert main.baseline == dc.baseline_for(d.sensing.date())
+        assert main.baseline == plan.baseline_for(d.sensing.date())
     last = [d for d in dts if d.sensing.date() >= dt.date(2024, 7, 23)]
     assert last and all(d.items[0].baseline == "05.11" for d in last)
 
@@ -620,7 +621,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     def boom(task):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(dc, "_datatake_job", boom)
+    monkeypatch.setattr(generate, "_datatake_job", boom)
     out = tmp_path / "cat"
     with pytest.raises(RuntimeError):
         dc.generate_demo_catalog(out, start="2022-01-03", end="2022-01-09", workers=1)
@@ -647,7 +648,7 @@ def test_extent_km_generates_a_square_scene_around_the_default_one(tmp_path):
     default extent is restored afterwards."""
     import rasterio
 
-    default = dc.scene_grid()
+    default = common.scene_grid()
     cat = dc.generate_demo_catalog(
         tmp_path / "big", start="2021-01-03", end="2021-01-04", seed=0, workers=1, extent_km=16
     )
@@ -661,4 +662,4 @@ def test_extent_km_generates_a_square_scene_around_the_default_one(tmp_path):
         assert abs((lo + hi) / 2 - c) <= 60 + 500
     truth = dc.load_truth(cat)
     assert truth.scene["extent"] == [left, bottom, right, top]
-    assert dc.scene_grid() == default
+    assert common.scene_grid() == default
