@@ -62,9 +62,31 @@ AOI = [(-1.274220, 44.631470), (-1.195282, 44.630387), (-1.200359, 44.547238), (
 LONLAT_BOX = (-1.30, 44.535, -1.18, 44.66)
 
 
+# Processing baseline of a sensing date (first date of each, docs/demo_catalog.md after the
+# Copernicus ground segment; 02.04 before the first)
+BASELINE_SINCE = [
+    (dt.date(2017, 4, 27), "02.05"),
+    (dt.date(2017, 10, 23), "02.06"),
+    (dt.date(2018, 11, 6), "02.07"),
+    (dt.date(2019, 7, 8), "02.08"),
+    (dt.date(2020, 1, 28), "02.09"),
+    (dt.date(2021, 6, 30), "03.00"),
+    (dt.date(2021, 11, 16), "03.01"),
+    (dt.date(2022, 1, 25), "04.00"),
+    (dt.date(2022, 12, 6), "05.09"),
+    (dt.date(2023, 12, 13), "05.10"),
+    (dt.date(2024, 7, 23), "05.11"),
+]
+MIXED_PAIR_DAY = dt.date(2022, 1, 28)  # first R094 pass after the switch: 30TXQ 04.00, 30TXR 03.01
+
+
 def expected_offset(pb: str) -> int:
     """ESA: from processing baseline 04.00 on, L2A DN = reflectance * 10000 + 1000."""
     return 1000 if tuple(int(p) for p in pb.split(".")) >= (4, 0) else 0
+
+
+def expected_baseline(day: dt.date) -> str:
+    return next((pb for first, pb in reversed(BASELINE_SINCE) if day >= first), "02.04")
 
 
 # ---------------------------------------------------------------------------
@@ -202,8 +224,7 @@ def test_asset_grids_match_the_files_and_are_cogs(raw_items):
                     assert tags.get("PREDICTOR") == "2"
 
 
-def test_ids_parse_and_are_unique(raw_items):
-    seen = set()
+def test_ids_parse_and_are_unique(demo, raw_items, truth):
     for item_id, (_, d) in raw_items.items():
         m = ID_RE.match(item_id)
         assert m, item_id
@@ -216,8 +237,14 @@ def test_ids_parse_and_are_unique(raw_items):
         g = dt.datetime.fromisoformat(p["s2:generation_time"].replace("Z", "+00:00"))
         assert g.strftime("%Y%m%dT%H%M%S") == m["generation"]
         assert g > t
-        assert item_id not in seen
-        seen.add(item_id)
+    # one id per planned item: the truth lists every item of every acquisition and the
+    # collection links every item written (two items with one id share one file, so the
+    # files alone cannot show a repeated id)
+    planned = [i for a in truth.doc["acquisitions"] for i in a["item_ids"]]
+    coll = json.loads((demo.parent / "sentinel-2-l2a" / "collection.json").read_text())
+    linked = [link["href"] for link in coll["links"] if link["rel"] == "item"]
+    assert len(planned) == len(set(planned)) == len(raw_items)
+    assert len(linked) == len(set(linked)) == len(raw_items)
 
 
 def test_acquisition_pattern(raw_items):
@@ -240,16 +267,19 @@ def test_acquisition_pattern(raw_items):
 
 
 def test_baselines_follow_the_sensing_date(raw_items):
+    seen = set()
     for item_id, (_, d) in raw_items.items():
         p = d["properties"]
         day = dt.date.fromisoformat(p["datetime"][:10])
         pb = p["s2:processing_baseline"]
         if pb == "05.00":  # Collection-1 reprocessing of older data
-            assert day < dt.date(2022, 1, 25)
-        elif day >= dt.date(2022, 1, 25):
-            assert pb in ("04.00", "03.01"), item_id  # 03.01 only for the mixed-baseline pair
-        else:
+            assert day < dt.date(2022, 1, 25), item_id
+        elif day == MIXED_PAIR_DAY and p["s2:mgrs_tile"] == "30TXR":
             assert pb == "03.01", item_id
+        else:
+            assert pb == expected_baseline(day), item_id
+        seen.add(pb)
+    assert seen == {"03.01", "04.00", "05.00"}
 
 
 # ---------------------------------------------------------------------------
@@ -614,13 +644,11 @@ def test_long_period_plan():
     items = [i for d in dts for i in d.items]
     assert len({i.id for i in items}) == len(items) > 1200
     assert not [d for d in dts if d.platform == "S2B" and d.sensing.date() < dt.date(2017, 3, 1)]
-    pbs = {i.baseline for d in dts for i in d.items if not i.reprocessing and i.tile == "30TXQ"}
-    assert {"02.04", "02.09", "03.00", "04.00", "05.09", "05.10", "05.11"} <= pbs
     for d in dts:
         main = d.items[0]
-        assert main.baseline == plan.baseline_for(d.sensing.date())
-    last = [d for d in dts if d.sensing.date() >= dt.date(2024, 7, 23)]
-    assert last and all(d.items[0].baseline == "05.11" for d in last)
+        assert (main.tile, main.reprocessing) == ("30TXQ", False)
+        assert main.baseline == expected_baseline(d.sensing.date()), d.sensing
+    assert {d.items[0].baseline for d in dts} == {"02.04"} | {pb for _, pb in BASELINE_SINCE}
 
 
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
