@@ -58,7 +58,7 @@ def square_aoi(path: Path, side_km: float, aoi_id: str) -> Path:
     """A GeoJSON square of ``side_km`` (in UTM 30N) centred on the demo scene."""
     from pyproj import Transformer
 
-    from s2ts.demo_catalog import LONLAT_BOUNDS
+    from s2ts.demo_catalog.common import LONLAT_BOUNDS
 
     to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32630", always_xy=True)
     to_ll = Transformer.from_crs("EPSG:32630", "EPSG:4326", always_xy=True)

@@ -1,4 +1,4 @@
-"""Snakemake script of rule demo_catalog: see s2ts/demo_catalog.py."""
+"""Snakemake script of rule demo_catalog: see s2ts/demo_catalog/."""
 
 import sys
 from pathlib import Path

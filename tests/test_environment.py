@@ -52,8 +52,8 @@ def test_every_rule_has_log_conda_and_script():
         assert "conda:" in body, name
         env = re.search(r'conda:\s*\n\s*"\.\./\.\./(envs/[\w-]+\.yaml)"', body).group(1)
         assert (ROOT / env).exists(), env
-        # the rule, its script and its module share one name
+        # the rule, its script and its module (or package) share one name
         assert f'"../../scripts/{name}.py"' in body, name
         assert (ROOT / "scripts" / f"{name}.py").exists()
-        assert (ROOT / "s2ts" / f"{name}.py").exists()
+        assert (ROOT / "s2ts" / f"{name}.py").exists() or (ROOT / "s2ts" / name / "__init__.py").exists(), name
         assert (ROOT / "tests" / f"test_{name}.py").exists()

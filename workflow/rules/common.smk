@@ -56,12 +56,19 @@ wildcard_constraints:
 
 @functools.cache
 def code_digest(stage):
-    """Hash of a stage's script and module: a params value, so changing the code of
-    a stage reruns that stage and what depends on it (Snakemake's own `code`
-    trigger sees only the rule's inline code)."""
+    """Hash of a stage's script and module (s2ts/<stage>.py) or package (every .py
+    file of s2ts/<stage>/, in sorted order, with its name): a params value, so
+    changing the code of a stage reruns that stage and what depends on it
+    (Snakemake's own `code` trigger sees only the rule's inline code)."""
     h = hashlib.sha1()
-    for part in (f"scripts/{stage}.py", f"s2ts/{stage}.py"):
-        h.update(Path(workflow.basedir, part).read_bytes())
+    h.update(Path(workflow.basedir, f"scripts/{stage}.py").read_bytes())
+    package = Path(workflow.basedir, "s2ts", stage)
+    if package.is_dir():
+        for f in sorted(package.rglob("*.py")):
+            h.update(f.relative_to(package).as_posix().encode())
+            h.update(f.read_bytes())
+    else:
+        h.update(Path(workflow.basedir, f"s2ts/{stage}.py").read_bytes())
     return h.hexdigest()[:16]
 
 
