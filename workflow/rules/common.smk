@@ -170,7 +170,8 @@ def masked_batches(wildcards):
 
 def final_outputs(wildcards):
     """One NetCDF per AOI, with its figures (figures.enabled) and CSV (export.csv);
-    an AOI without any item ends at its (empty) manifest. Then the benchmark summary."""
+    an AOI without any item ends at its (empty) manifest. With the figures, the
+    benchmark summary of the run (a page of the report, like the figures)."""
     outputs = []
     for aoi in AOIS:
         if manifest_dates(aoi):
@@ -178,7 +179,8 @@ def final_outputs(wildcards):
             outputs.extend(aoi_extra_outputs(aoi))
         else:
             outputs.append(f"<results>/{aoi}/manifest.csv")
-    outputs.append("<results>/benchmarks/summary.csv")
+    if config["figures"]["enabled"]:
+        outputs.append("<results>/benchmarks/summary.csv")
     return outputs
 
 
