@@ -272,12 +272,18 @@ class FaultyStacApi:
         )  # fmt: skip
         wait_for_port(self.port, self.proc)
 
-    def attempts(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        if self.requests.exists():
-            for line in self.requests.read_text().splitlines():
-                r = json.loads(line)
-                out[r["page"]] = max(out.get(r["page"], 0), r["attempt"])
+    def log(self) -> list[dict]:
+        """Every request the server received: page (search) or path, attempt, time."""
+        if not self.requests.exists():
+            return []
+        return [json.loads(line) for line in self.requests.read_text().splitlines()]
+
+    def attempts(self) -> dict:
+        """Requests received per search page (int) or per faulty path (str)."""
+        out: dict = {}
+        for r in self.log():
+            key = r.get("page", r.get("path"))
+            out[key] = max(out.get(key, 0), r["attempt"])
         return out
 
     def stop(self) -> None:

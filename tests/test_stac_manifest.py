@@ -5,9 +5,10 @@ import copy
 import csv
 import json
 
+import numpy as np
 import pytest
 import shapely.geometry
-from conftest import MPC_ITEMS, free_port, load_features, write_static_catalog
+from conftest import MPC_ITEMS, free_port, load_features, local_item, write_static_catalog
 
 from s2ts.errors import UserError
 from s2ts.stac_manifest import stac_manifest
@@ -187,3 +188,100 @@ def test_unreachable_catalog_url_suggests_demo(tmp_path):
     with pytest.raises(UserError, match="cannot reach the STAC catalog.*stac.catalog: demo"):
         run_manifest(tmp_path, url)
     assert not (tmp_path / "out" / "manifest.csv").exists()
+
+
+# ----------------------------------------------------------------- the mask band
+@pytest.mark.parametrize(
+    "bands, mask_band, why",
+    [
+        (["B03", "B04"], "B08", "it is a spectral band"),  # a reflectance band the run does not load
+        (["B03", "B04", "B08"], "visual", "it is a spectral band"),  # the true-colour composite
+    ],
+)
+def test_mask_band_that_is_not_a_classification_is_refused(tmp_path, tde, bands, mask_band, why):
+    """Real Planetary Computer metadata: B08 and the true-colour image carry eo:bands
+    with centre wavelengths; SCL is the item's classification band."""
+    _, cat = tde
+    with pytest.raises(UserError) as err:
+        run_manifest(tmp_path, cat, bands=bands, mask_band=mask_band)
+    msg = str(err.value)
+    assert msg.startswith(f"mask.band: '{mask_band}' of item S2")
+    assert f"is not a classification band ({why}" in msg
+    assert "must be a scene classification band such as SCL" in msg and "not a reflectance band" in msg
+    assert "This item's classification band: SCL." in msg
+    assert not (tmp_path / "out" / "manifest.csv").exists() and not (tmp_path / "out" / "items").exists()
+
+
+def silent_items(tmp_path, base):
+    """Two items on local COGs whose assets say nothing of what they hold (no title,
+    roles, eo:bands or raster:bands): only the pixels can tell."""
+    rng = np.random.default_rng(3)
+    bands = {b: rng.integers(300, 3000, (64, 64), dtype=np.uint16) for b in ("B03", "B04", "B08")}
+    scl = rng.choice(np.array([4, 5, 6, 8, 9], dtype=np.uint8), (32, 32))
+    items = []
+    for k, day in enumerate(("2024-06-06", "2024-06-16")):
+        it = local_item(
+            base, tmp_path / "cog", bands, scl, 480000.0, 4430000.0, item_id=f"silent-{k}", datetime=f"{day}T17:40:00Z"
+        )
+        for a in it["assets"].values():
+            for key in ("title", "roles", "eo:bands", "raster:bands"):
+                a.pop(key, None)
+        items.append(it)
+    return items, bands
+
+
+def test_mask_band_judged_by_its_pixels_when_metadata_is_silent(tmp_path, tde):
+    feats, _ = tde
+    items, bands = silent_items(tmp_path, feats[0])
+    cat = write_static_catalog(tmp_path / "cat", items)
+    aoi = shapely.geometry.shape(items[0]["geometry"]).buffer(-0.001)
+    # SCL: classes 4-9 in the file -> accepted
+    (tmp_path / "scl").mkdir()
+    _, rows, _ = run_manifest(tmp_path / "scl", cat, geom=aoi, cc=100, bands=["B03", "B08"], mask_band="SCL")
+    assert [r["id"] for r in rows] == ["silent-0", "silent-1"]
+    # B04 as the mask band (not loaded as a band): DN up to bands["B04"].max() -> refused
+    (tmp_path / "b04").mkdir()
+    with pytest.raises(UserError) as err:
+        run_manifest(tmp_path / "b04", cat, geom=aoi, cc=100, bands=["B03", "B08"], mask_band="B04")
+    msg = str(err.value)
+    assert f"its pixels reach {int(bands['B04'].max())}" in msg and "such as SCL" in msg
+    assert not (tmp_path / "b04" / "out" / "manifest.csv").exists()
+
+
+# ----------------------------------------------------------------- assets without href
+def without_href(feature, key):
+    f = copy.deepcopy(feature)
+    del f["assets"][key]["href"]
+    return f
+
+
+def test_asset_without_href_names_item_and_asset(tmp_path, tde, stac_api):
+    feats, _ = tde
+    broken = without_href(feats[0], "B04")
+    for name, make in [
+        ("static", lambda: write_static_catalog(tmp_path / "cat", [broken, *feats[1:]])),
+        ("api", lambda: stac_api([broken, *feats[1:]]).url),
+    ]:
+        (tmp_path / name).mkdir()
+        with pytest.raises(UserError) as err:
+            run_manifest(tmp_path / name, make(), cc=100)
+        msg = str(err.value)
+        assert f"item {broken['id']} in " in msg and "asset 'B04' (bands) without href" in msg, name
+        assert "fix that item's JSON" in msg
+        assert not (tmp_path / name / "out" / "manifest.csv").exists()
+
+
+def test_unused_asset_without_href_is_left_out(tmp_path, tde, stac_api):
+    """An asset the run does not read (AOT) may lack its href: the item is kept, that asset dropped."""
+    feats, _ = tde
+    broken = without_href(feats[0], "AOT")
+    for name, make in [
+        ("static", lambda: write_static_catalog(tmp_path / "cat", [broken, *feats[1:]])),
+        ("api", lambda: stac_api([broken, *feats[1:]]).url),
+    ]:
+        (tmp_path / name).mkdir()
+        _, rows, out = run_manifest(tmp_path / name, make(), cc=100)
+        row = next(r for r in rows if r["id"] == broken["id"])
+        fc = json.loads((out / "items" / f"{row['date']}.json").read_text())
+        kept = next(f for f in fc["features"] if f["id"] == broken["id"])
+        assert "AOT" not in kept["assets"] and {"B03", "B04", "B08", "SCL"} <= set(kept["assets"]), name
