@@ -285,3 +285,49 @@ def test_unused_asset_without_href_is_left_out(tmp_path, tde, stac_api):
         fc = json.loads((out / "items" / f"{row['date']}.json").read_text())
         kept = next(f for f in fc["features"] if f["id"] == broken["id"])
         assert "AOT" not in kept["assets"] and {"B03", "B04", "B08", "SCL"} <= set(kept["assets"]), name
+
+
+# ----------------------------------------------------------------- solar days
+def test_solar_days_cross_midnight_utc(tmp_path, tde):
+    """Kamchatka, 158.65 E: local solar time is UTC + 10 h 34.6 min. Acquisitions at
+    23:55 UTC on 10 June and 00:05 UTC on 11 June are both the morning of 11 June
+    (10:29.6 and 10:39.6 solar time): one date. 23:50 UTC on 13 June is the morning of
+    the 14th. UTC calendar dates would give three dates: 06-10, 06-11, 06-13."""
+    feats, _ = tde
+    aoi = shapely.geometry.box(158.60, 53.00, 158.70, 53.10)
+    footprint = shapely.geometry.mapping(shapely.geometry.box(158.0, 52.5, 159.5, 53.6))
+    items = []
+    for k, when in enumerate(["2024-06-10T23:55:00Z", "2024-06-11T00:05:00Z", "2024-06-13T23:50:00Z"]):
+        f = copy.deepcopy(feats[k])
+        f["id"] = f"kamchatka-{k}"
+        f["geometry"], f["bbox"] = footprint, [158.0, 52.5, 159.5, 53.6]
+        f["properties"].update({"datetime": when, "eo:cloud_cover": 1.0, "s2:mgrs_tile": f"57UV{'ABC'[k]}"})
+        items.append(f)
+    cat = write_static_catalog(tmp_path / "cat", items)
+    info, rows, out = run_manifest(tmp_path, cat, geom=aoi)
+    want = {"2024-06-11": ["kamchatka-0", "kamchatka-1"], "2024-06-14": ["kamchatka-2"]}
+    assert {r["id"]: r["date"] for r in rows} == {i: d for d, ids in want.items() for i in ids}
+    assert info["dates"] == sorted(want)
+    for date, ids in want.items():
+        fc = json.loads((out / "items" / f"{date}.json").read_text())
+        assert sorted(f["id"] for f in fc["features"]) == ids
+    assert sorted(p.stem for p in (out / "items").glob("*.json")) == sorted(want)
+
+
+# ----------------------------------------------------------------- baselines as versions
+@pytest.mark.parametrize("higher, lower", [("05.10", "05.9"), ("10.00", "9.99"), ("10.00", "09.99")])
+def test_reprocessings_keep_the_numerically_highest_baseline(tmp_path, tde, higher, lower):
+    """Two reprocessings of one product: the one with the higher baseline as a version
+    wins although the other has the later generation time and the larger id (so text,
+    float or generation order would all pick the wrong one in the first two cases)."""
+    feats, _ = tde
+    base = next(f for f in feats if f["properties"]["eo:cloud_cover"] < 5)
+    product = base["id"].rsplit("_", 1)[0]
+    keep, drop = copy.deepcopy(base), copy.deepcopy(base)
+    keep["id"], drop["id"] = f"{product}_20250101T000000", f"{product}_20250202T000000"
+    keep["properties"].update({"s2:processing_baseline": higher, "s2:generation_time": "2025-01-01T00:00:00Z"})
+    drop["properties"].update({"s2:processing_baseline": lower, "s2:generation_time": "2025-02-02T00:00:00Z"})
+    cat = write_static_catalog(tmp_path / "cat", [drop, keep])
+    info, rows, _ = run_manifest(tmp_path, cat)
+    assert [(r["id"], r["processing_baseline"]) for r in rows] == [(keep["id"], higher)]
+    assert info["counts"]["duplicates_removed"] == 1
