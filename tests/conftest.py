@@ -21,6 +21,20 @@ VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 
+def in_ci() -> bool:
+    """Running in CI: .ci/run exports CI=true (as most CI services do)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def service_missing(reason: str) -> None:
+    """A test whose service (the SLURM cluster, Chromium) is not there: skipped locally,
+    with the reason; FAILED in CI, which must provide it (a skip there would pass
+    silently with the test never run)."""
+    if in_ci():
+        pytest.fail(f"CI=true, and this test's service is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def load_features(name: str) -> list[dict]:
     return json.loads((MPC_ITEMS / name).read_text())["features"]
 

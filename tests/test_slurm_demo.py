@@ -3,13 +3,12 @@ by .ci/run) with profiles/slurm: same NetCDFs (values and coordinates) as
 the local executor, and per-date jobs grouped into few SLURM submissions."""
 
 import math
-import os
 import re
 
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import ROOT, run_workflow
+from conftest import ROOT, run_workflow, service_missing
 from test_slurm_cluster import _slurm_answers
 
 SITES = ("banc_arguin", "cap_ferret", "dune_du_pilat")
@@ -21,9 +20,7 @@ CONFIGS = (ROOT / "config" / "demo.yaml", ROOT / "config" / "demo-sites.yaml")
 def cluster():
     reason = _slurm_answers()
     if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must start the cluster (bash cluster/slurm/start.sh): {reason}")
-        pytest.skip(reason)
+        service_missing(reason)
 
 
 def test_sites_on_slurm_equal_local(tmp_path, cluster):
