@@ -60,6 +60,11 @@ def complete_tiles(wd):
     return out
 
 
+def wildcards(text: str) -> dict:
+    """'aoi=a, batch=2022-01-21' (a job's wildcards as Snakemake logs them) -> dict."""
+    return dict(kv.split("=", 1) for kv in text.split(", "))
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     wd = make_workdir(tmp_path_factory.mktemp("ref") / "wd")
@@ -78,9 +83,15 @@ def test_kill_snakemake_then_resume(tmp_path, reference, when):
     assert done
     assert clear_stale_lock(wd)  # the killed run's lock (make demo does this itself)
     _, jobs = run(wd, config(wd))  # the next run, as the README recommends
+    # each tile batch (results/<aoi>/tile/<batch>/<date>.zarr) was either complete before the kill and not
+    # rerun, or rerun: no tile job reran for a store that was complete
+    complete = {(p.parents[2].name, p.parent.name) for p in done}
+    reran = {(wc["aoi"], wc["batch"]) for wc in (wildcards(w) for r, w in jobs if r == "tile")}
+    every = {(p.parents[2].name, p.parent.name) for p in (wd / "results").glob("*/tile/*/*.zarr")}
+    assert not reran & complete, sorted(reran & complete)
+    assert reran | complete == every
     after = complete_tiles(wd)
     assert all(after[p] == m for p, m in done.items())  # completed tiles kept, not rewritten
-    assert ("tile", "") not in jobs
     for aoi in ("banc_arguin", "cap_ferret", "dune_du_pilat"):
         nc = f"{aoi}/{aoi}_2022-01-20_2022-02-15.nc"
         same_netcdf(wd / "results" / nc, reference / "results" / nc)
