@@ -145,7 +145,7 @@ def test_reprocessed_duplicates_reduce_to_newest_baseline(tmp_path):
     assert info["counts"]["duplicates_removed"] == 1
 
 
-def test_no_items_gives_empty_manifest_and_warning(tmp_path, tde):
+def test_no_items_gives_empty_manifest_and_warning(tmp_path, tde, caplog):
     _, cat = tde
     far = shapely.geometry.box(-1.28, 44.55, -1.20, 44.63)  # Arcachon: not in tile 13TDE
     info, rows, out = run_manifest(tmp_path, cat, geom=far)
@@ -153,6 +153,8 @@ def test_no_items_gives_empty_manifest_and_warning(tmp_path, tde):
     assert (out / "manifest.csv").read_text().startswith("date,id,datetime")
     assert list((out / "items").iterdir()) == []
     assert "no sentinel-2-l2a item" in info["warning"]
+    # a warning the user must see: flagged for the terminal, not only the job's log
+    assert [r.getMessage() for r in caplog.records if getattr(r, "console", False)] == [info["warning"]]
 
 
 def test_unknown_collection(tmp_path, tde, rustac_server):
