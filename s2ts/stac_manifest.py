@@ -358,11 +358,20 @@ def walk_static(path, collection, aoi_geom, start, end, max_cloud_cover, timeout
             f"{', '.join(sorted(collections)) or 'none'}."
         )
     items = []
-    for item in collections[collection].get_items(recursive=True):
-        item.make_asset_hrefs_absolute()
-        d = item.to_dict(include_self_link=False, transform_hrefs=False)
-        d["assets"].update(stac_io.without_href.get(item.id, {}))
-        items.append(d)
+    try:
+        for item in collections[collection].get_items(recursive=True):
+            item.make_asset_hrefs_absolute()
+            d = item.to_dict(include_self_link=False, transform_hrefs=False)
+            d["assets"].update(stac_io.without_href.get(item.id, {}))
+            items.append(d)
+    except Exception as exc:
+        if is_url(str(path)) and _is_connection_error(exc):
+            raise _unreachable(str(path), exc, timeout) from None
+        raise UserError(
+            f"stac.catalog: cannot read the items of collection '{collection}' of '{path}' after {len(items)} "
+            f"item(s) ({type(exc).__name__}: {im.scrub_secrets(str(exc).strip())[:200]}). Every item link must "
+            "lead to a STAC item JSON: fix or regenerate the catalog."
+        ) from None
     return items, "static catalog walked; all filters applied on the client"
 
 

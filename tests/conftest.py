@@ -262,9 +262,10 @@ def write_grid_json(path: Path, grid: dict, aoi_id: str = "t") -> Path:
 
 
 class FaultyStacApi:
-    """tests/stac_api_server.py in its own process on 127.0.0.1, stopped by pid."""
+    """tests/stac_api_server.py in its own process on 127.0.0.1, stopped by pid (with
+    ``static``: the files of that static catalog folder over HTTP)."""
 
-    def __init__(self, tmp_path: Path, features: list[dict], faults=(), page_size=10, sleep=5.0):
+    def __init__(self, tmp_path: Path, features: list[dict], faults=(), page_size=10, sleep=5.0, static=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         items = tmp_path / f"api-items-{self.port}.json"
@@ -281,6 +282,7 @@ class FaultyStacApi:
                 "--page-size", str(page_size),
                 "--sleep", str(sleep),
                 "--log", str(self.requests),
+                *(["--static", str(static)] if static else []),
             ],
             start_new_session=True,
         )  # fmt: skip

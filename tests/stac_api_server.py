@@ -18,6 +18,9 @@ with ``"path": P`` instead of a page applies to every request for that path
 fails forever. Every request is appended to ``--log`` as a JSON line (page or
 path, attempt, time), so tests can count retries and time them.
 
+With ``--static DIR`` it serves the files of a static catalog instead (GET only,
+path faults first): a static catalog over HTTP.
+
 Run: ``python tests/stac_api_server.py --items items.json --collection coll.json --port P``
 """
 
@@ -28,6 +31,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import shapely.geometry
@@ -42,7 +46,8 @@ CONFORMS = [
 
 
 class State:
-    def __init__(self, items, collection, faults, page_size, sleep, log):
+    def __init__(self, items, collection, faults, page_size, sleep, log, static=None):
+        self.static = static
         self.items = sorted(items, key=lambda it: (it["properties"]["datetime"], it["id"]))
         self.collection = collection
         self.faults = faults
@@ -142,6 +147,11 @@ def make_handler(state: State):
             url = urlsplit(self.path)
             if self._path_fault(url.path):
                 return
+            if state.static:
+                file = (Path(state.static) / url.path.lstrip("/")).resolve()
+                if file.is_file() and Path(state.static).resolve() in file.parents:
+                    return self._send(200, file.read_bytes())
+                return self._json({"code": "NotFound"}, 404)
             if url.path in ("/", ""):
                 return self._json(
                     {
@@ -244,12 +254,13 @@ def main(argv=None):
     ap.add_argument("--page-size", type=int, default=10)
     ap.add_argument("--sleep", type=float, default=5.0)
     ap.add_argument("--log", default="/dev/null")
+    ap.add_argument("--static", default=None)
     a = ap.parse_args(argv)
     items = json.load(open(a.items))["features"]
     coll = json.load(open(a.collection))
     for it in items:
         it["collection"] = coll["id"]
-    state = State(items, coll, json.loads(a.faults), a.page_size, a.sleep, a.log)
+    state = State(items, coll, json.loads(a.faults), a.page_size, a.sleep, a.log, a.static)
     server = ThreadingHTTPServer(("127.0.0.1", a.port), make_handler(state))
     server.serve_forever()
 

@@ -149,3 +149,26 @@ def test_server_that_never_answers_on_the_console(tmp_path, stac_api):
     assert final[0][0] - retries[0][0] >= 3, lines
     assert "Traceback" not in text
     assert not (results / "1" / "manifest.csv").exists()
+
+
+def test_static_catalog_over_http_that_stops_answering(tmp_path, stac_api, monkeypatch, caplog):
+    """A static catalog served over HTTP (no STAC API): walked with stac.timeout on each
+    file too (pystac's own reader has no timeout and would wait for ever). Whole, it gives
+    the same manifest as from disk; with one item file that never comes, one message."""
+    cat = write_static_catalog(tmp_path / "cat", FEATURES[:12])
+    served = stac_api([], static=tmp_path / "cat")
+    (tmp_path / "ok").mkdir()
+    _, rows, out = run_manifest(tmp_path / "ok", f"{served.url}/catalog.json", cc=100)
+    (tmp_path / "disk").mkdir()
+    _, _, disk = run_manifest(tmp_path / "disk", cat, cc=100)
+    assert rows and (out / "manifest.csv").read_bytes() == (disk / "manifest.csv").read_bytes()
+
+    path = f"/sentinel-2-l2a/{FEATURES[5]['id']}/{FEATURES[5]['id']}.json"
+    hanging = stac_api([], static=tmp_path / "cat", faults=[{"path": path, "kind": "hang", "times": -1}])
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING), pytest.raises(UserError) as err:
+        run_manifest(tmp_path, f"{hanging.url}/catalog.json", cc=100, timeout=0.5)
+    assert "cannot reach the STAC catalog" in str(err.value) and "stac.timeout = 0.5 s" in str(err.value)
+    assert hanging.attempts()[path] == 4 and time.monotonic() - t0 < 15
+    assert sum(getattr(r, "console", False) and path in r.getMessage() for r in caplog.records) == 3
+    assert not (tmp_path / "out" / "manifest.csv").exists()

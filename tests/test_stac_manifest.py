@@ -333,3 +333,13 @@ def test_reprocessings_keep_the_numerically_highest_baseline(tmp_path, tde, high
     info, rows, _ = run_manifest(tmp_path, cat)
     assert [(r["id"], r["processing_baseline"]) for r in rows] == [(keep["id"], higher)]
     assert info["counts"]["duplicates_removed"] == 1
+
+
+def test_static_catalog_with_a_broken_item_file(tmp_path, tde):
+    feats, _ = tde
+    cat = write_static_catalog(tmp_path / "cat", feats[:5])
+    broken = tmp_path / "cat" / "sentinel-2-l2a" / feats[3]["id"] / f"{feats[3]['id']}.json"
+    broken.write_text(broken.read_text()[:500])  # cut short, as by an interrupted copy
+    with pytest.raises(UserError, match=r"cannot read the items of collection 'sentinel-2-l2a' .*fix or regenerate"):
+        run_manifest(tmp_path, cat, cc=100)
+    assert not (tmp_path / "out" / "manifest.csv").exists()
