@@ -147,10 +147,12 @@ def check_config(config: dict, schema: dict | None = None) -> dict:
         if d0 >= d1:
             raise UserError(f"demo.start ({d0}) must be before demo.end ({d1}).")
 
-    if config["mask"]["band"] in config["bands"]:
+    reflectance = schema["properties"]["bands"]["items"]["enum"]  # the reflectance asset keys
+    if config["mask"]["band"] in reflectance:
         raise UserError(
-            f"mask.band '{config['mask']['band']}' is also listed in bands: the mask band is a "
-            "classification, loaded automatically; remove it from bands."
+            f"mask.band '{config['mask']['band']}' is a reflectance band: the mask band must be a scene "
+            "classification band such as SCL (its classes mark clouds, shadows and no data), not a reflectance "
+            "band. Set mask.band: SCL."
         )
     check_grid_crs(config["grid"]["crs"])
     return config

@@ -137,6 +137,50 @@ def scrub_secrets(text: str) -> str:
     return _URL_WITH_QUERY.sub(lambda m: strip_secrets(m.group(0)), text)
 
 
+#: Titles of scene classification assets as catalogs write them: "Scene classification
+#: map (SCL)"; the Planetary Computer's own is misspelt "Scene classfication map (SCL)".
+_CLASSIFICATION_TITLE = re.compile(r"\bclass\w*ication\b|\bSCL\b", re.IGNORECASE)
+
+
+def _band_entries(asset: dict) -> list[dict]:
+    """The per-band entries of an asset: ``raster:bands`` and ``eo:bands`` (STAC 1.0),
+    ``bands`` (STAC 1.1)."""
+    out = []
+    for key in ("raster:bands", "eo:bands", "bands"):
+        out.extend(b for b in asset.get(key) or [] if isinstance(b, dict))
+    return out
+
+
+def classification_evidence(asset: dict) -> tuple[bool | None, str]:
+    """Is this asset a classification band (classes, as SCL), judged from its metadata?
+
+    ``(True, why)``, ``(False, why)``, or ``(None, "")`` when the metadata does not say
+    (then only its values can tell). Evidence, strongest first: declared
+    ``classification:classes``; a ``reflectance`` role; a centre wavelength (a spectral
+    band); floating-point or scaled values (a physical quantity); a title naming a
+    classification (the Planetary Computer's SCL has no other sign of being one)."""
+    bands = _band_entries(asset)
+    if asset.get("classification:classes") or any(b.get("classification:classes") for b in bands):
+        return True, "its metadata declares classification:classes"
+    roles = [str(r).lower() for r in asset.get("roles") or []]
+    if "reflectance" in roles:
+        return False, "its roles include 'reflectance'"
+    for b in bands:
+        wavelength = b.get("center_wavelength") or b.get("eo:center_wavelength")
+        if wavelength:
+            return False, f"it is a spectral band (centre wavelength {wavelength} µm in its metadata)"
+    for b in bands:
+        data_type = str(b.get("data_type") or "")
+        if data_type.startswith(("float", "cfloat", "cint")):
+            return False, f"its values are {data_type} (raster:bands data_type), not classes"
+        if b.get("scale") not in (None, 1) or b.get("offset") not in (None, 0):
+            return False, "its values are scaled (raster:bands scale/offset): a physical quantity, not classes"
+    title = str(asset.get("title") or "")
+    if _CLASSIFICATION_TITLE.search(title):
+        return True, f"its title is {title!r}"
+    return None, ""
+
+
 def normalise_href(href: str) -> str:
     """Absolute local paths for local files (``file://`` URIs decoded); remote
     URLs kept, minus any credentials."""

@@ -21,6 +21,20 @@ VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 
+def in_ci() -> bool:
+    """Running in CI: .ci/run exports CI=true (as most CI services do)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def service_missing(reason: str) -> None:
+    """A test whose service (the SLURM cluster, Chromium) is not there: skipped locally,
+    with the reason; FAILED in CI, which must provide it (a skip there would pass
+    silently with the test never run)."""
+    if in_ci():
+        pytest.fail(f"CI=true, and this test's service is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def load_features(name: str) -> list[dict]:
     return json.loads((MPC_ITEMS / name).read_text())["features"]
 
@@ -309,9 +323,10 @@ def write_batch_store(path: Path, grid: dict, arrays: dict, attrs: dict, datetim
 
 
 class FaultyStacApi:
-    """tests/stac_api_server.py in its own process on 127.0.0.1, stopped by pid."""
+    """tests/stac_api_server.py in its own process on 127.0.0.1, stopped by pid (with
+    ``static``: the files of that static catalog folder over HTTP)."""
 
-    def __init__(self, tmp_path: Path, features: list[dict], faults=(), page_size=10, sleep=5.0):
+    def __init__(self, tmp_path: Path, features: list[dict], faults=(), page_size=10, sleep=5.0, static=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         items = tmp_path / f"api-items-{self.port}.json"
@@ -328,17 +343,24 @@ class FaultyStacApi:
                 "--page-size", str(page_size),
                 "--sleep", str(sleep),
                 "--log", str(self.requests),
+                *(["--static", str(static)] if static else []),
             ],
             start_new_session=True,
         )  # fmt: skip
         wait_for_port(self.port, self.proc)
 
-    def attempts(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        if self.requests.exists():
-            for line in self.requests.read_text().splitlines():
-                r = json.loads(line)
-                out[r["page"]] = max(out.get(r["page"], 0), r["attempt"])
+    def log(self) -> list[dict]:
+        """Every request the server received: page (search) or path, attempt, time."""
+        if not self.requests.exists():
+            return []
+        return [json.loads(line) for line in self.requests.read_text().splitlines()]
+
+    def attempts(self) -> dict:
+        """Requests received per search page (int) or per faulty path (str)."""
+        out: dict = {}
+        for r in self.log():
+            key = r.get("page", r.get("path"))
+            out[key] = max(out.get(key, 0), r["attempt"])
         return out
 
     def stop(self) -> None:

@@ -9,10 +9,17 @@ does not go (the query extension, faults).
 
 Faults (``--faults`` JSON list), each ``{"page": N, "kind": K, "times": T}``:
 the first T requests for search page N (1-based) fail with K, one of
-``429`` (with ``Retry-After: 1``), ``500``, ``502``, ``503``, ``404``, ``timeout``
-(sleeps ``--sleep`` seconds before answering), ``truncated`` (a 200 whose JSON
-body is cut in half). ``times: -1`` fails forever. Every request is appended to
-``--log`` as a JSON line, so tests can count retries.
+``429`` (with ``Retry-After: 1``, or the fault's ``"retry_after": S``), ``500``,
+``502``, ``503``, ``404``, ``timeout`` (sleeps ``--sleep`` seconds before
+answering), ``truncated`` (a 200 whose JSON body is cut in half), ``hang`` (the
+connection is accepted and the request read, but no answer ever comes). A fault
+with ``"path": P`` instead of a page applies to every request for that path
+(``/`` the landing page, ``/collections/<id>``, ``/search``...). ``times: -1``
+fails forever. Every request is appended to ``--log`` as a JSON line (page or
+path, attempt, time), so tests can count retries and time them.
+
+With ``--static DIR`` it serves the files of a static catalog instead (GET only,
+path faults first): a static catalog over HTTP.
 
 Run: ``python tests/stac_api_server.py --items items.json --collection coll.json --port P``
 """
@@ -24,6 +31,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import shapely.geometry
@@ -38,14 +46,15 @@ CONFORMS = [
 
 
 class State:
-    def __init__(self, items, collection, faults, page_size, sleep, log):
+    def __init__(self, items, collection, faults, page_size, sleep, log, static=None):
+        self.static = static
         self.items = sorted(items, key=lambda it: (it["properties"]["datetime"], it["id"]))
         self.collection = collection
         self.faults = faults
         self.page_size = page_size
         self.sleep = sleep
         self.log = log
-        self.counts: dict[int, int] = {}
+        self.counts: dict = {}
         self.lock = threading.Lock()
 
 
@@ -98,8 +107,51 @@ def make_handler(state: State):
         def base(self):
             return f"http://{self.headers['Host']}"
 
+        def _count(self, key) -> int:
+            with state.lock:
+                n = state.counts.get(key, 0) + 1
+                state.counts[key] = n
+                with open(state.log, "a") as f:
+                    f.write(
+                        json.dumps({"page" if isinstance(key, int) else "path": key, "attempt": n, "t": time.time()})
+                        + "\n"
+                    )
+            return n
+
+        def _fault(self, fault) -> bool:
+            """Act out a fault; False when the request is to be answered normally after all."""
+            kind = str(fault["kind"])
+            if kind == "hang":
+                threading.Event().wait()  # accepted, never answered (until the server is stopped)
+            if kind == "timeout":
+                time.sleep(state.sleep)
+                return False
+            if kind == "truncated":
+                self._send(200, b'{"type": "FeatureCollection", "features": [{"ty')
+                return True
+            headers = {"Retry-After": str(fault.get("retry_after", 1))} if kind == "429" else None
+            self._send(int(kind), json.dumps({"code": kind}).encode(), headers)
+            return True
+
+        def _path_fault(self, path) -> bool:
+            faults = [f for f in state.faults if f.get("path") == (path or "/")]
+            if not faults:
+                return False
+            n = self._count(path or "/")
+            for fault in faults:
+                if fault["times"] < 0 or n <= fault["times"]:
+                    return self._fault(fault)
+            return False
+
         def do_GET(self):
             url = urlsplit(self.path)
+            if self._path_fault(url.path):
+                return
+            if state.static:
+                file = (Path(state.static) / url.path.lstrip("/")).resolve()
+                if file.is_file() and Path(state.static).resolve() in file.parents:
+                    return self._send(200, file.read_bytes())
+                return self._json({"code": "NotFound"}, 404)
             if url.path in ("/", ""):
                 return self._json(
                     {
@@ -150,6 +202,8 @@ def make_handler(state: State):
             return self._json({"code": "NotFound"}, 404)
 
         def do_POST(self):
+            if self._path_fault(urlsplit(self.path).path):
+                return
             if urlsplit(self.path).path != "/search":
                 return self._json({"code": "NotFound"}, 404)
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -163,21 +217,12 @@ def make_handler(state: State):
 
         def _search(self, params):
             page = int(params.get("page", 1))
-            with state.lock:
-                n = state.counts.get(page, 0) + 1
-                state.counts[page] = n
-                with open(state.log, "a") as f:
-                    f.write(json.dumps({"page": page, "attempt": n, "t": time.time()}) + "\n")
+            n = self._count(page)
             for fault in state.faults:
-                if fault["page"] == page and (fault["times"] < 0 or n <= fault["times"]):
-                    kind = str(fault["kind"])
-                    if kind == "timeout":
-                        time.sleep(state.sleep)
-                        break
-                    if kind == "truncated":
-                        return self._send(200, b'{"type": "FeatureCollection", "features": [{"ty')
-                    headers = {"Retry-After": "1"} if kind == "429" else None
-                    return self._send(int(kind), json.dumps({"code": kind}).encode(), headers)
+                if fault.get("page") == page and (fault["times"] < 0 or n <= fault["times"]):
+                    if self._fault(fault):
+                        return
+                    break
             limit = min(int(params.get("limit") or state.page_size), state.page_size)  # server-side page cap
             matched = [it for it in state.items if _match(it, params)]
             chunk = matched[(page - 1) * limit : page * limit]
@@ -209,12 +254,13 @@ def main(argv=None):
     ap.add_argument("--page-size", type=int, default=10)
     ap.add_argument("--sleep", type=float, default=5.0)
     ap.add_argument("--log", default="/dev/null")
+    ap.add_argument("--static", default=None)
     a = ap.parse_args(argv)
     items = json.load(open(a.items))["features"]
     coll = json.load(open(a.collection))
     for it in items:
         it["collection"] = coll["id"]
-    state = State(items, coll, json.loads(a.faults), a.page_size, a.sleep, a.log)
+    state = State(items, coll, json.loads(a.faults), a.page_size, a.sleep, a.log, a.static)
     server = ThreadingHTTPServer(("127.0.0.1", a.port), make_handler(state))
     server.serve_forever()
 

@@ -407,14 +407,50 @@ def test_synthetic_false_colour_shows_offset_and_vegetation(synthetic):
     assert red.sum() > 500
 
 
-def test_configured_point_and_outside_point(tmp_path, synthetic):
+def raw_b08_truth(row: int, col: int) -> list[int]:
+    """B08 DN of the synthetic tile at one pixel, date by date, from the scene's definition."""
+    out = []
+    for i, date in enumerate(DATES):
+        cls, _ = synthetic_scene(i)
+        dn = SPECTRA[cls[row, col]][2] + (col % 7) + (row % 5) + (1000 if date >= "2022-01-25" else 0)
+        if any(
+            d == i and ys.start <= row < ys.stop and xs.start <= col < xs.stop
+            for d, ys, xs in (CLOUD_BANK, CLOUD_WATER)
+        ):
+            dn = 7200
+        if SWATH_EDGE[0] == i and col >= SWATH_EDGE[1]:
+            dn = 0
+        out.append(dn)
+    return out
+
+
+def test_configured_points_are_the_plotted_pixels(tmp_path, synthetic, monkeypatch):
+    """figures.points given as [lon, lat] of the bank's centre (row 25, column 25: cloud on
+    date 2) and of the forest (row 10, column 47), neither a default point: the pixel
+    series plotted are those two pixels, in that order, with the tile's values there."""
     built, _ = synthetic
-    lon, lat = fig.pixel_lonlat(built["grid"], 25, 25)
-    assert fig.lonlat_to_pixels([[lon, lat]], built["grid"]) == [(25, 25)]
+    points = [(25, 25), (10, 47)]
+    assert not set(points) & set(fig.default_points(built["inside"]))
+    to_lonlat = pyproj.Transformer.from_crs(3035, 4326, always_xy=True)  # pixel centres, from the grid's definition
+    lonlat = [list(to_lonlat.transform(X0 + (c + 0.5) * RES, Y0 + (H - r - 0.5) * RES)) for r, c in points]
+    assert fig.lonlat_to_pixels(lonlat, built["grid"]) == points
     with pytest.raises(UserError, match="outside this AOI's grid"):
         fig.lonlat_to_pixels([[10.0, 50.0]], built["grid"])
-    out = run_figures(built, tmp_path / "f", points=[[lon, lat]])
+    plotted = []
+    draw = fig.plot_pixel_series
+
+    def record(series, *args, **kwargs):  # what the figure is drawn from, then the figure
+        plotted.extend(series)
+        draw(series, *args, **kwargs)
+
+    monkeypatch.setattr(fig, "plot_pixel_series", record)
+    out = run_figures(built, tmp_path / "f", points=lonlat)
     check_png(out["pixel_series"], min_bytes=10_000)
+    assert [(s["row"], s["col"]) for s in plotted] == points
+    for s, (r, c), (lon, lat) in zip(plotted, points, lonlat):
+        assert (s["lon"], s["lat"]) == pytest.approx((lon, lat))
+        np.testing.assert_array_equal(s["raw"], raw_b08_truth(r, c))
+    assert plotted[0]["raw"][2] == 7200  # the cloud over the bank on date 2
 
 
 def test_missing_band_is_a_user_error(tmp_path, synthetic):

@@ -81,3 +81,45 @@ def test_secrets_are_scrubbed_from_log_lines():
     )
     assert "'https://b.blob.core.windows.net/c/SCL.tif?keep=1'" in out
     assert im.scrub_secrets("no url here: B03 of item X") == "no url here: B03 of item X"
+
+
+# Sentinel-2 L2A reflectance assets and the scene classification (../shared/reference/sentinel-2-facts.md)
+REFLECTANCE = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+
+
+@pytest.mark.parametrize("name", ["tile-13TDE-2024.json", "tile-35MNM-2020.json"])
+def test_classification_band_told_from_real_asset_metadata(name):
+    """Planetary Computer assets: SCL has no classification extension, only its title
+    (misspelt "classfication"); reflectance bands have centre wavelengths; AOT and WVP
+    say nothing either way (their pixels must decide)."""
+    for f in load_features(name):
+        assets = f["assets"]
+        assert im.classification_evidence(assets["SCL"]) == (True, "its title is 'Scene classfication map (SCL)'")
+        for b in REFLECTANCE + ["visual"]:
+            is_class, why = im.classification_evidence(assets[b])
+            assert is_class is False and why.startswith("it is a spectral band (centre wavelength"), b
+        assert im.classification_evidence(assets["AOT"]) == (None, "")
+        assert im.classification_evidence(assets["WVP"]) == (None, "")
+
+
+@pytest.mark.parametrize(
+    "asset, expected",
+    [
+        # Earth Search v1 style: roles and raster:bands
+        ({"title": "Red (band 4) - 10m", "roles": ["data", "reflectance"]}, False),
+        ({"title": "Scene classification map (SCL)", "raster:bands": [{"data_type": "uint8"}]}, True),
+        (
+            {"title": "Aerosol optical thickness (AOT)", "raster:bands": [{"data_type": "uint16", "scale": 0.001}]},
+            False,
+        ),
+        # the classification extension, at asset level or per band (STAC 1.1 "bands")
+        ({"classification:classes": [{"value": 9, "name": "cloud_high"}]}, True),
+        ({"bands": [{"classification:classes": [{"value": 0, "name": "nodata"}]}]}, True),
+        ({"bands": [{"eo:center_wavelength": 0.665, "data_type": "uint16"}]}, False),
+        ({"raster:bands": [{"data_type": "float32"}]}, False),
+        ({"title": "Band 4", "type": "image/tiff"}, None),
+        ({}, None),
+    ],
+)
+def test_classification_evidence_of_other_metadata_forms(asset, expected):
+    assert im.classification_evidence(asset)[0] is expected

@@ -57,6 +57,11 @@ def complete_tiles(wd):
     return out
 
 
+def wildcards(text: str) -> dict:
+    """'aoi=a, batch=2022-01-21' (a job's wildcards as Snakemake logs them) -> dict."""
+    return dict(kv.split("=", 1) for kv in text.split(", "))
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     wd = make_workdir(tmp_path_factory.mktemp("ref") / "wd")
@@ -77,11 +82,12 @@ def test_kill_snakemake_then_resume(tmp_path, reference, when):
     _, jobs = run(wd, config(wd))  # the next run, as the README recommends
     after = complete_tiles(wd)
     assert all(after[p] == m for p, m in done.items())  # completed tiles kept, not rewritten
-    kept = {aoi: sum(p.parts[-4] == aoi for p in done) for aoi in ("banc_arguin", "cap_ferret", "dune_du_pilat")}
-    for w in (w for r, w in jobs if r == "tile"):  # a tile job that reran read only the missing dates
-        aoi = w.split(",")[0].removeprefix("aoi=")
-        log = (wd / "results" / "logs" / "tile" / aoi / "2022.log").read_text()
-        assert f"{kept[aoi]} kept from an earlier run" in log
+    for wc in (wildcards(w) for r, w in jobs if r == "tile"):  # a tile job that reran read only the missing dates
+        batch = wd / "results" / wc["aoi"] / "tile" / wc["batch"]
+        kept = sum(p.parent == batch for p in done)
+        n = len(list(batch.glob("*.zarr")))
+        log = (wd / "results" / "logs" / "tile" / wc["aoi"] / f"{wc['batch']}.log").read_text()
+        assert f"{n} date(s), {kept} kept from an earlier run, {n - kept} to read" in log
     for aoi in ("banc_arguin", "cap_ferret", "dune_du_pilat"):
         nc = f"{aoi}/{aoi}_2022-01-20_2022-02-15.nc"
         same_netcdf(wd / "results" / nc, reference / "results" / nc)

@@ -2,7 +2,8 @@
 browser (headless Chromium) with the workflow page and a figure actually on screen.
 
 Chromium: `apt-get install -y chromium` (Debian 12: /usr/bin/chromium). The browser tests
-skip, with that reason, only when /usr/bin/chromium is missing.
+skip, with that reason, only when /usr/bin/chromium is missing, and fail then in CI
+(CI=true, set by .ci/run, which installs it).
 
 The report is a single-page React app without URL routing: to put a figure on screen, a
 copy of the report gets one extra <script> that calls the app's own ``app.setView`` with the
@@ -26,13 +27,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from conftest import service_missing  # noqa: E402
 from test_figures import VENV_BIN, short_demo_run  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="headless Chromium not installed: /usr/bin/chromium is missing (apt-get install -y chromium)",
-)
+
+
+@pytest.fixture
+def chromium_installed():
+    """Skip locally when Chromium is missing, with the reason; fail in CI (CI=true), which installs it."""
+    if not CHROMIUM.exists():
+        service_missing("headless Chromium not installed: /usr/bin/chromium is missing (apt-get install -y chromium)")
+    return CHROMIUM
+
+
+needs_chromium = pytest.mark.usefixtures("chromium_installed")
 FIGURES = ["false_colour.png", "false_colour.gif", "pixel_series.png", "sandbank_area.png", "data_quality.png"]
 
 

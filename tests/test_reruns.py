@@ -240,3 +240,37 @@ def test_stage_code_change_reruns_that_stage_and_downstream(scenario):
     assert_reran(jobs, "mask")
     after = snapshot(wd)
     assert all(after[k] == before[k] for k in before if "/tile/" in k or "/offset_fix/" in k)
+
+
+# The README's rows not covered above: mask.rule, the offset keys besides value, and a
+# stage's script (scripts/<stage>.py; the module s2ts/<stage>.py is tested above).
+@pytest.mark.parametrize(
+    "change, rerun, untouched",
+    [
+        ({"mask.rule": "nearest"}, "mask", ("/tile/", "/offset_fix/")),
+        ({"offset.apply": False}, "offset_fix", ("/tile/",)),
+        ({"offset.since_baseline": "05.00"}, "offset_fix", ("/tile/",)),
+    ],
+    ids=["mask-rule", "offset-apply", "offset-since-baseline"],
+)
+def test_more_parameter_changes_rerun_that_stage_and_downstream(scenario, change, rerun, untouched):
+    wd = scenario()
+    before = snapshot(wd)
+    _, jobs = run(wd, config(wd, **change))
+    assert_reran(jobs, rerun)
+    after = snapshot(wd)
+    keep = [k for k in before if any(u in k for u in untouched)]
+    assert keep and all(after[k] == before[k] for k in keep)  # no tile reloaded
+    redone = [k for k in before if f"/{rerun}/" in k]
+    assert redone and all(after[k] != before[k] for k in redone)  # every store of that stage rewritten
+
+
+def test_stage_script_change_reruns_that_stage_and_downstream(scenario):
+    wd = scenario()
+    before = snapshot(wd)
+    with open(wd / "scripts" / "offset_fix.py", "a") as f:
+        f.write("\n# a change in the offset_fix stage's script\n")
+    _, jobs = run(wd, config(wd))
+    assert_reran(jobs, "offset_fix")
+    after = snapshot(wd)
+    assert all(after[k] == before[k] for k in before if "/tile/" in k)

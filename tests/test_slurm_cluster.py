@@ -2,7 +2,8 @@
 Snakefile through profiles/slurm and proves every job ran under SLURM.
 
 Needs the local cluster of cluster/slurm/start.sh (or any SLURM whose default
-partition is `debug`); skipped when `sinfo` is missing or does not answer."""
+partition is `debug`); when `sinfo` is missing or does not answer: skipped locally,
+failed in CI (CI=true, .ci/run starts the cluster)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import service_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = ROOT / "profiles" / "slurm"
@@ -73,7 +75,7 @@ def _jobid(text: str) -> str:
 def test_snakemake_jobs_run_under_slurm(tmp_path: Path) -> None:
     reason = _slurm_answers()
     if reason:
-        pytest.skip(reason)
+        service_missing(reason)
     assert SNAKEMAKE.exists(), f"snakemake not found next to the interpreter: {SNAKEMAKE}"
     snakefile = tmp_path / "Snakefile"
     snakefile.write_text(SNAKEFILE)

@@ -23,5 +23,6 @@ checkpoint stac_manifest:
         bands=config["bands"],
         mask_band=config["mask"]["band"],
         timeout=config["stac"]["timeout"],
+        signing=SIGNING,
     script:
         "../../scripts/stac_manifest.py"
