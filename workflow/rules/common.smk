@@ -71,10 +71,11 @@ def data_config():
     return {k: v for k, v in config.items() if k not in ("figures", "export")}
 
 
-def aoi_geojson(wildcards):
-    """The polygon of one AOI (EPSG:4326 GeoJSON) as read from aoi.path: a params
-    value, so editing one polygon reruns that AOI only."""
-    return AOIS[wildcards.aoi].geojson
+def aoi_digest(wildcards):
+    """A digest of one AOI's polygon (EPSG:4326) as read from aoi.path: a params
+    value, so editing one polygon reruns that AOI only (the job reads the polygon
+    itself, with geopandas)."""
+    return AOIS[wildcards.aoi].digest
 
 
 def manifest_inputs(wildcards):
