@@ -7,9 +7,16 @@ Every stage script is three lines::
     run(snakemake, <stage>_from_snakemake)
 
 ``run`` sends stderr and Python logging to ``snakemake.log[0]``, with every
-credential removed from URLs in log records (:class:`ScrubSecrets`); a
-:class:`~s2ts.errors.UserError` is written as one line to both the log and the
-terminal, and the job fails without a traceback.
+credential removed from URLs in log records (:class:`ScrubSecrets`). The terminal
+gets one line per thing a user must know, never a traceback:
+
+* a :class:`~s2ts.errors.UserError` is written as one line to both the log and the
+  terminal, and the job fails;
+* the stage's own warnings (its logger, named after the rule: a date dropped by
+  ``tiles.on_read_error: skip``, a search that found nothing, a retry) are echoed to
+  the terminal as ``WARNING (<rule> <wildcards>): ...``;
+* an interrupt (Ctrl-C) writes one line to the log and ends the job quietly:
+  Snakemake removes its incomplete outputs, and the same command resumes.
 """
 
 from __future__ import annotations
@@ -19,17 +26,51 @@ import os
 import sys
 import traceback
 
+# Imported here, not when a record is filtered: at interpreter shutdown (after
+# Ctrl-C) an import fails with "ImportError: sys.meta_path is None", once per record.
+from s2ts.item_meta import scrub_secrets
+
+INTERRUPTED = 130  # exit status of a job stopped by SIGINT (128 + 2)
+
 
 class ScrubSecrets(logging.Filter):
     """Remove credentials from every URL in a log record (libraries log the signed
-    URL of a failed or retried read: rasterio's GDAL messages, odc-stac)."""
+    URL of a failed or retried read: rasterio's GDAL messages, odc-stac). A record
+    that cannot be scrubbed is dropped, never written as it is."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from s2ts.item_meta import scrub_secrets
-
-        record.msg = scrub_secrets(record.getMessage())
+        try:
+            record.msg = scrub_secrets(record.getMessage())
+        except Exception:
+            return False
         record.args = None
         return True
+
+
+class StageWarnings(logging.Handler):
+    """Echo the stage's own warnings to the terminal, one line each (errors have their own line)."""
+
+    def __init__(self, stream, rule: str, where: str):
+        super().__init__(logging.WARNING)
+        self.stream, self.rule, self.where = stream, rule, where
+        self.addFilter(ScrubSecrets())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno != logging.WARNING or (record.name != self.rule and not record.name.startswith("s2ts")):
+            return  # libraries' warnings stay in the log
+        try:
+            print(f"{record.levelname} ({self.where}): {record.getMessage()}", file=self.stream, flush=True)
+        except Exception:
+            pass
+
+
+def job_name(smk) -> str:
+    """``tile aoi=1 batch=2021-03``: the rule and its wildcards."""
+    try:
+        wildcards = " ".join(f"{k}={v}" for k, v in smk.wildcards.items())
+    except AttributeError:
+        wildcards = ""
+    return f"{smk.rule} {wildcards}".strip()
 
 
 def run(smk, func) -> None:
@@ -47,6 +88,8 @@ def run(smk, func) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(ScrubSecrets())
+    if log_path:
+        logging.getLogger().addHandler(StageWarnings(terminal, smk.rule, job_name(smk)))
     logging.captureWarnings(True)  # warnings go through the same filter
     from s2ts.errors import UserError
 
@@ -58,9 +101,10 @@ def run(smk, func) -> None:
         if log_path:
             print(msg, file=terminal, flush=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"interrupted (Ctrl-C): job {job_name(smk)} stopped; run the workflow again to redo it", file=sys.stderr)
+        sys.exit(INTERRUPTED)
     except Exception:
-        from s2ts.item_meta import scrub_secrets
-
         print(scrub_secrets(traceback.format_exc()), file=sys.stderr)
         if log_path:
             print(
