@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import traceback
 
@@ -31,6 +32,10 @@ import traceback
 from s2ts.item_meta import scrub_secrets
 
 INTERRUPTED = 130  # exit status of a job stopped by SIGINT (128 + 2)
+
+
+def _interrupted_after_the_stage(signum, frame):
+    os._exit(INTERRUPTED)  # the outputs are complete: nothing to clean up, nothing to say
 
 
 class ScrubSecrets(logging.Filter):
@@ -93,6 +98,9 @@ def run(smk, func) -> None:
     logging.captureWarnings(True)  # warnings go through the same filter
     from s2ts.errors import UserError
 
+    # Ctrl-C raises KeyboardInterrupt in the stage, so that temporary outputs are
+    # removed (before the stage, workflow/jobsite/sitecustomize.py ends the job quietly)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         func(smk)
     except UserError as exc:
@@ -113,3 +121,5 @@ def run(smk, func) -> None:
                 flush=True,
             )
         sys.exit(1)
+    finally:
+        signal.signal(signal.SIGINT, _interrupted_after_the_stage)

@@ -141,3 +141,28 @@ sys.stdout.flush()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip() == "True GET https://a.b/c.tif failed", proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "meta_path" not in proc.stderr
+
+
+@pytest.mark.parametrize("jobsite", [True, False])
+def test_interrupt_before_the_stage_starts_is_quiet(tmp_path, jobsite):
+    """Ctrl-C while a job's Python is still starting (Snakemake's preamble, the
+    stage's imports): with workflow/jobsite on PYTHONPATH, as the Snakefile sets it
+    for every job, the job ends with 130 and prints nothing (without: a traceback)."""
+    import os
+    import signal
+    import time
+
+    ready = tmp_path / "ready"
+    code = f"import pathlib, time; pathlib.Path({str(ready)!r}).touch(); time.sleep(30)"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "workflow" / "jobsite") if jobsite else ""
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env)
+    t0 = time.time()
+    while not ready.exists() and time.time() - t0 < 30:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=30)[1]
+    if jobsite:
+        assert proc.returncode == 130 and err == ""
+    else:
+        assert "KeyboardInterrupt" in err  # what a job printed before
