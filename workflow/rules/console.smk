@@ -82,7 +82,8 @@ def print_summary():
     lines, failed = no_data_summary(read_infos(manifest_infos()), len(AOIS))
     if products_wanted() and not failed:
         lines = products_summary(resolved("<results>"), resolved("<period>"), list(AOIS)) + lines
-    print("\n" + "\n".join(lines), file=sys.stderr, flush=True)
+    if lines:
+        print("\n" + "\n".join(lines), file=sys.stderr, flush=True)
     return failed
 
 
