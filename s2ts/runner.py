@@ -99,8 +99,11 @@ def run(smk, func) -> None:
     from s2ts.errors import UserError
 
     # Ctrl-C raises KeyboardInterrupt in the stage, so that temporary outputs are
-    # removed (before the stage, workflow/jobsite/sitecustomize.py ends the job quietly)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # removed (before the stage, workflow/jobsite/sitecustomize.py ends the job
+    # quietly); a job started with SIGINT ignored (a background run) keeps ignoring it
+    interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    if interruptible:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         func(smk)
     except UserError as exc:
@@ -122,4 +125,5 @@ def run(smk, func) -> None:
             )
         sys.exit(1)
     finally:
-        signal.signal(signal.SIGINT, _interrupted_after_the_stage)
+        if interruptible:
+            signal.signal(signal.SIGINT, _interrupted_after_the_stage)

@@ -34,13 +34,15 @@ smk = types.SimpleNamespace(
 """
 
 
-def run_job(tmp_path, body: str, **spec) -> subprocess.CompletedProcess:
+def run_job(tmp_path, body: str, preexec_fn=None, **spec) -> subprocess.CompletedProcess:
     spec.setdefault("rule", "tile")
     spec.setdefault("wildcards", {"aoi": "a", "batch": "2024-06"})
     spec.setdefault("log", str(tmp_path / "job.log"))
     script = tmp_path / "job.py"
     script.write_text(JOB.format(root=str(ROOT), spec=json.dumps(spec), body=body))
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, preexec_fn=preexec_fn
+    )
 
 
 def test_stage_warning_reaches_the_terminal_without_secrets(tmp_path):
@@ -119,6 +121,26 @@ run(smk, work)
     log = (tmp_path / "job.log").read_text()
     assert "interrupted (Ctrl-C): job tile aoi=a batch=2024-06 stopped" in log
     assert "Traceback" not in log
+
+
+def test_a_job_of_a_background_run_keeps_ignoring_ctrl_c(tmp_path):
+    """A run started with SIGINT ignored (`snakemake ... &` in a script) is not
+    stopped by it, and neither are its jobs."""
+    import signal
+
+    proc = run_job(
+        tmp_path,
+        """
+import os, signal
+def work(smk):
+    os.kill(os.getpid(), signal.SIGINT)
+    logging.getLogger("tile").info("still working")
+run(smk, work)
+""",
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "still working" in (tmp_path / "job.log").read_text()
 
 
 def test_log_filter_works_while_python_shuts_down(tmp_path):
