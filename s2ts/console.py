@@ -33,6 +33,16 @@ NOISE = (
 #: Snakemake's events replaced by StageProgress (job stats, per-job progress).
 REPLACED = ("job_started", "job_finished", "progress", "run_info")
 INTERRUPT = "Terminating processes on user request"
+#: A job stopped by Ctrl-C (our jobs exit 130): Snakemake may report it before its own notice.
+JOB_INTERRUPTED = re.compile(r"exit status 130\b|Signals\.SIGINT")
+#: What Snakemake says about the jobs Ctrl-C stopped, and its closing lines after them.
+AFTER_INTERRUPT = (
+    "Removing output files of failed job",
+    "Shutting down",
+    "Exiting because a job execution failed",
+    "Will exit after finishing",
+    "Complete log",
+)
 
 
 def _event(record: logging.LogRecord) -> str | None:
@@ -53,10 +63,16 @@ class ConsoleFilter(logging.Filter):
         if msg.startswith(INTERRUPT):
             self.interrupted = True
             return True
+        if record.levelno >= logging.ERROR and JOB_INTERRUPTED.search(msg):
+            self.interrupted = True  # a job's Ctrl-C can be reported before Snakemake's own
         if self.interrupted:
-            # the jobs killed by Ctrl-C fail: their errors, and Snakemake's summary of
+            # the jobs stopped by Ctrl-C fail: their errors, and Snakemake's summary of
             # them, are not the user's problem
-            return record.levelno < logging.ERROR and _event(record) != "job_error" and "Complete log" not in msg
+            return (
+                record.levelno < logging.WARNING
+                and _event(record) != "job_error"
+                and not msg.startswith(AFTER_INTERRUPT)
+            )
         if self.compact:
             return msg not in NOISE and _event(record) not in REPLACED
         return True

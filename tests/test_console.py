@@ -4,6 +4,7 @@ progress per stage instead of Snakemake's job blocks; every product listed at th
 end; Ctrl-C is quiet and the same command resumes."""
 
 import json
+import logging
 import os
 import re
 import signal
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, VENV_BIN
+
+from s2ts.console import ConsoleFilter
 
 BANC = json.loads((ROOT / "resources" / "banc_arguin.geojson").read_text())
 SHORT = {"dates": {"start": "2021-01-01", "end": "2021-03-01"}}
@@ -182,10 +185,54 @@ def test_ctrl_c_is_quiet_and_the_same_command_resumes(tmp_path):
     assert proc.poll() is None, "the run ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
     out, err = proc.communicate(timeout=180)
-    assert proc.returncode != 0
+    assert proc.returncode != 0, err
     assert no_traceback(err) and "meta_path" not in err and "Error" not in err, err
     after = err.split("Terminating processes on user request")[1].splitlines()[1:]
     assert after[0].startswith("Interrupted. Completed outputs are kept") and len(after) <= 2, err
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (tmp_path / "results" / "1" / "1_2021-01-01_2021-04-01.nc").exists()
+
+
+def record(msg, level=logging.INFO, **extra):
+    rec = logging.LogRecord("snakemake.logging", level, "x", 1, msg, None, None)
+    rec.__dict__.update(extra)
+    return rec
+
+
+JOB_130 = (
+    'RuleException:\nCalledProcessError in file "workflow/rules/tile.smk", line 24:\n'
+    "Command 'set -euo pipefail;  python tmp.tile.py' returned non-zero exit status 130."
+)
+
+
+@pytest.mark.parametrize("order", ["notice first", "job first"])
+def test_after_ctrl_c_only_snakemakes_notice_and_ours_are_shown(order):
+    """The jobs stopped by Ctrl-C fail, and Snakemake may report one of them before
+    its own "Terminating" notice (seen once in the end-to-end test): either way the
+    console shows the notice and nothing about the killed jobs."""
+    console = ConsoleFilter(compact=True)
+    notice = record("Terminating processes on user request, this might take some time.")
+    records = [notice, record(JOB_130, logging.ERROR)]
+    if order == "job first":
+        records.reverse()
+    records += [
+        record("Removing output files of failed job tile since they might be corrupted:\nresults/1/tile/2021-03"),
+        record(
+            JOB_130.replace("130", "-2").replace("returned non-zero exit status -2", "died with <Signals.SIGINT: 2>."),
+            logging.ERROR,
+        ),
+        record("Error in rule tile", logging.ERROR, event="job_error"),
+        record("Complete log(s): .snakemake/log/x.log"),
+        record("WorkflowError:\nAt least one job did not complete successfully.", logging.ERROR),
+        record("Elapsed time: 0:00:02"),
+    ]
+    shown = [r.msg for r in records if console.filter(r)]
+    assert shown == [notice.msg, "Elapsed time: 0:00:02"] and console.interrupted
+
+
+def test_a_failing_job_is_still_shown():
+    console = ConsoleFilter(compact=True)
+    failure = record(JOB_130.replace("130", "1"), logging.ERROR)
+    assert console.filter(failure) and not console.interrupted
+    assert not console.filter(record("Select jobs to execute..."))  # a per-round line
