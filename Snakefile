@@ -26,6 +26,7 @@ include: "workflow/rules/netcdf.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/csv_export.smk"
 include: "workflow/rules/benchmark_summary.smk"
+include: "workflow/rules/console.smk"
 
 
 # Light or network-bound rules run where Snakemake runs (a cluster's login node,
@@ -43,9 +44,10 @@ onstart:
     from s2ts.stale_lock import clear_stale_backups
 
     clear_stale_backups(workflow.persistence.path)
+    console_onstart()
 
 
 rule all:
     default_target: True
     input:
-        final_outputs,
+        checked_final_outputs,

@@ -18,6 +18,7 @@ import yaml
 
 from s2ts.errors import UserError
 
+DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -46,6 +47,10 @@ def _subschema(schema: dict, path) -> dict:
     return node
 
 
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
 def _allowed(sub: dict) -> str:
     if "oneOf" in sub:
         alts = " or ".join(_allowed({k: v for k, v in alt.items()}) for alt in sub["oneOf"])
@@ -54,21 +59,41 @@ def _allowed(sub: dict) -> str:
         return "one of: " + ", ".join(map(str, sub["enum"]))
     bits = []
     t = sub.get("type")
-    if t:
-        bits.append(f"a {' or '.join(t) if isinstance(t, list) else t}")
+    date = sub.get("pattern") == DATE_PATTERN
+    if date:
+        bits.append('a date written "YYYY-MM-DD", in quotes')
+    elif t:
+        bits.append(" or ".join(_a(x) for x in t) if isinstance(t, list) else _a(t))
     if "minimum" in sub:
         bits.append(f">= {sub['minimum']}")
     if "exclusiveMinimum" in sub:
         bits.append(f"> {sub['exclusiveMinimum']}")
     if "maximum" in sub:
         bits.append(f"<= {sub['maximum']}")
-    if "pattern" in sub and "YYYY" in sub.get("description", ""):
-        bits.append("a date written YYYY-MM-DD")
-    elif "pattern" in sub:
+    if "pattern" in sub and not date:
         bits.append(f"matching {sub['pattern']}")
     desc = sub.get("description")
     text = " ".join(bits) if bits else "a valid value"
     return f"{text} ({desc})" if desc else text
+
+
+def _unquoted(key: str, value, sub: dict) -> str | None:
+    """The message for a value YAML read as a date or a number where text is expected."""
+    if sub.get("type") != "string" or isinstance(value, str):
+        return None
+    name = key.rsplit(".", 1)[-1]
+    if isinstance(value, dt.date):  # YAML turns an unquoted 2021-01-01 into a date
+        return (
+            f"config key '{key}' = {value.isoformat()} is written without quotes, so YAML reads it as a date, "
+            f'not as text: quote it, {name}: "{value.isoformat()[:10]}".'
+        )
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        example = f', e.g. {name}: "{sub["default"]}"' if "default" in sub else ""
+        return (
+            f"config key '{key}' = {value} is written without quotes, so YAML reads it as a number, not as "
+            f"text: quote it{example}. It must be {_allowed(sub)}."
+        )
+    return None
 
 
 def _message(err, schema: dict) -> str:
@@ -98,6 +123,9 @@ def _message(err, schema: dict) -> str:
     if err.validator == "minItems":
         return f"config key '{key}' is empty: give at least {err.validator_value} value(s)."
     sub = _subschema(schema, path)
+    unquoted = _unquoted(key, err.instance, sub)
+    if unquoted:
+        return unquoted
     return f"config key '{key}' = {err.instance!r} is not allowed: it must be {_allowed(sub)}."
 
 
@@ -155,7 +183,35 @@ def check_config(config: dict, schema: dict | None = None) -> dict:
             "band. Set mask.band: SCL."
         )
     check_grid_crs(config["grid"]["crs"])
+    check_results(config["results"])
     return config
+
+
+def check_results(results: str) -> None:
+    """``results`` must be a folder, or not exist yet (Snakemake creates it)."""
+    path = Path(results)
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "is a file" if part == path else f"is under '{part}', which is a file"
+                raise UserError(
+                    f"results: '{results}' {what}, not a folder. Point results at a folder (it is "
+                    "created if missing) or move the file away."
+                )
+            return
+
+
+def key_source(layers: list[tuple[str, dict]], key: str) -> str | None:
+    """Which configuration layer sets a key (``"aoi.path"``): the label of the last
+    of ``layers`` (lowest precedence first, like Snakemake merges them) that holds it."""
+    found = None
+    for label, layer in layers:
+        node = layer
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            found = label
+    return found
 
 
 def check_grid_crs(crs: str):

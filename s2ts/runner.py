@@ -7,47 +7,83 @@ Every stage script is three lines::
     run(snakemake, <stage>_from_snakemake)
 
 ``run`` sends stderr and Python logging to ``snakemake.log[0]``, with every
-credential removed from URLs in log records (:class:`ScrubSecrets`); a
-:class:`~s2ts.errors.UserError` is written as one line to both the log and the
-terminal, and the job fails without a traceback. A log call with
-``extra=CONSOLE`` (a warning the user must see as it happens: a server that does
-not answer and is being retried, a polygon without items) reaches the terminal
-too. The log's first line names the host and, under SLURM, the SLURM job.
+credential removed from URLs in log records (:class:`ScrubSecrets`). The terminal
+gets one line per thing a user must know, never a traceback:
+
+* a :class:`~s2ts.errors.UserError` is written as one line to both the log and the
+  terminal, and the job fails;
+* the stage's own warnings (its logger, named after the rule: a date dropped by
+  ``tiles.on_read_error: skip``, a search that found nothing, a retry) are echoed to
+  the terminal as ``WARNING (<rule> <wildcards>): ...``;
+* an interrupt (Ctrl-C) writes one line to the log and ends the job quietly:
+  Snakemake removes its incomplete outputs, and the same command resumes.
+
+A log call with ``extra=CONSOLE`` reaches the terminal whatever logger it comes from.
+The log's first line names the host and, under SLURM, the SLURM job.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import traceback
 
-#: ``extra=`` of a log call whose message must reach the terminal too, not only the
-#: job's log file.
+# Imported here, not when a record is filtered: at interpreter shutdown (after
+# Ctrl-C) an import fails with "ImportError: sys.meta_path is None", once per record.
+from s2ts.item_meta import scrub_secrets
+
+INTERRUPTED = 130  # exit status of a job stopped by SIGINT (128 + 2)
+#: ``extra=`` of a log call whose message must reach the terminal from any logger
 CONSOLE = {"console": True}
+
+
+def _interrupted_after_the_stage(signum, frame):
+    os._exit(INTERRUPTED)  # the outputs are complete: nothing to clean up, nothing to say
 
 
 class ScrubSecrets(logging.Filter):
     """Remove credentials from every URL in a log record (libraries log the signed
-    URL of a failed or retried read: rasterio's GDAL messages, odc-stac)."""
+    URL of a failed or retried read: rasterio's GDAL messages, odc-stac). A record
+    that cannot be scrubbed is dropped, never written as it is."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from s2ts.item_meta import scrub_secrets
-
-        record.msg = scrub_secrets(record.getMessage())
+        try:
+            record.msg = scrub_secrets(record.getMessage())
+        except Exception:
+            return False
         record.args = None
         return True
 
 
-def _console_only(record: logging.LogRecord) -> bool:
-    return bool(getattr(record, "console", False))
+class StageWarnings(logging.Handler):
+    """Echo the stage's own warnings to the terminal, one line each (errors have their own line)."""
+
+    def __init__(self, stream, rule: str, where: str):
+        super().__init__(logging.WARNING)
+        self.stream, self.rule, self.where = stream, rule, where
+        self.addFilter(ScrubSecrets())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        marked = getattr(record, "console", False)
+        own = record.levelno == logging.WARNING and (record.name == self.rule or record.name.startswith("s2ts"))
+        if not (marked or own):
+            return  # libraries' warnings stay in the log
+        try:
+            print(f"{record.levelname} ({self.where}): {record.getMessage()}", file=self.stream, flush=True)
+        except Exception:
+            pass
 
 
-def _job_name(smk) -> str:
-    wildcards = getattr(smk, "wildcards", None)
-    items = ", ".join(f"{k}={v}" for k, v in wildcards.items()) if wildcards is not None else ""
-    return f"rule {smk.rule}" + (f" ({items})" if items else "")
+def job_name(smk) -> str:
+    """``tile aoi=1 batch=2021-03``: the rule and its wildcards."""
+    try:
+        wildcards = " ".join(f"{k}={v}" for k, v in smk.wildcards.items())
+    except AttributeError:
+        wildcards = ""
+    return f"{smk.rule} {wildcards}".strip()
 
 
 def run(smk, func) -> None:
@@ -63,22 +99,28 @@ def run(smk, func) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
-    if log_path:  # without a log file, stderr is the terminal already
-        to_terminal = logging.StreamHandler(terminal)
-        to_terminal.setFormatter(
-            logging.Formatter("%(levelname)s in " + _job_name(smk).replace("%", "%%") + ": %(message)s")
-        )
-        to_terminal.addFilter(_console_only)
-        logging.getLogger().addHandler(to_terminal)
     for handler in logging.getLogger().handlers:
         handler.addFilter(ScrubSecrets())
+    if log_path:
+        logging.getLogger().addHandler(StageWarnings(terminal, smk.rule, job_name(smk)))
     logging.captureWarnings(True)  # warnings go through the same filter
     slurm = os.environ.get("SLURM_JOB_ID")
+    rule, _, wildcards = job_name(smk).partition(" ")
     logging.getLogger("runner").info(
-        "%s on %s%s", _job_name(smk), socket.gethostname(), f", SLURM job {slurm}" if slurm else ", not under SLURM"
+        "rule %s%s on %s%s",
+        rule,
+        f" ({wildcards.replace(' ', ', ')})" if wildcards else "",
+        socket.gethostname(),
+        f", SLURM job {slurm}" if slurm else ", not under SLURM",
     )
     from s2ts.errors import UserError
 
+    # Ctrl-C raises KeyboardInterrupt in the stage, so that temporary outputs are
+    # removed (before the stage, workflow/jobsite/sitecustomize.py ends the job
+    # quietly); a job started with SIGINT ignored (a background run) keeps ignoring it
+    interruptible = signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    if interruptible:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         func(smk)
     except UserError as exc:
@@ -87,9 +129,10 @@ def run(smk, func) -> None:
         if log_path:
             print(msg, file=terminal, flush=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"interrupted (Ctrl-C): job {job_name(smk)} stopped; run the workflow again to redo it", file=sys.stderr)
+        sys.exit(INTERRUPTED)
     except Exception:
-        from s2ts.item_meta import scrub_secrets
-
         print(scrub_secrets(traceback.format_exc()), file=sys.stderr)
         if log_path:
             print(
@@ -98,3 +141,6 @@ def run(smk, func) -> None:
                 flush=True,
             )
         sys.exit(1)
+    finally:
+        if interruptible:
+            signal.signal(signal.SIGINT, _interrupted_after_the_stage)

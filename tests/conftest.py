@@ -467,6 +467,9 @@ def run_workflow(results: Path, *configfiles: Path | str, extra=(), overrides: d
     cmd = [
         str(VENV_BIN / "snakemake"),
         "--cores", "2",
+        # the job blocks, which jobs_run() reads, are off the console in the default
+        # profile (quiet: rules); tests of the console itself run without this
+        "--quiet", "host",
         "--configfile", *map(str, configfiles), str(over),
         *extra,
     ]  # fmt: skip

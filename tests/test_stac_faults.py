@@ -136,7 +136,7 @@ def test_server_that_never_answers_on_the_console(tmp_path, stac_api):
     proc.wait(120)
     text = "\n".join(line for _, line in lines)
     assert proc.returncode != 0, text
-    prefix = "WARNING in rule stac_manifest (aoi=1): STAC request GET "
+    prefix = "WARNING (stac_manifest aoi=1): STAC request GET "
     retries = [(t, line) for t, line in lines if line.startswith(prefix)]
     assert [line.split("; retry ")[1].split()[0] for _, line in retries] == ["1", "2", "3"], text
     assert all("no answer within stac.timeout = 1 s" in line for _, line in retries)

@@ -10,7 +10,7 @@ rule aoi_grid:
         mem_mb=500,
     params:
         code=code_digest("aoi_grid"),
-        geojson=aoi_geojson,
+        polygon=aoi_digest,
         crs=config["grid"]["crs"],
         resolution=config["grid"]["resolution"],
     script:

@@ -12,17 +12,52 @@ sys.path.insert(0, workflow.basedir)
 
 from s2ts.aoi_grid import check_resolution, read_aois
 from s2ts.batches import BATCH_RE, group_dates, light_batches
-from s2ts.config import check_config
+from s2ts.config import check_config, key_source
 from s2ts.errors import UserError
+from s2ts.grid_size import check_grid_size
 from s2ts.tile import signing_mode
 
-try:
-    _checked = check_config(config)
+
+def config_layers():
+    """The configuration as Snakemake merged it, lowest precedence first: the
+    Snakefile's configfile, each --configfile, then --config (to name in a message
+    the file a key came from)."""
+    import yaml
+
+    cli = [Path(f).absolute() for f in workflow.config_settings.configfiles]
+    own = [Path(f) for f in workflow.configfiles if Path(f).absolute() not in cli]
+    layers = []
+    for f in own + cli:
+        try:
+            layers.append((os.path.relpath(f), yaml.safe_load(Path(f).read_text()) or {}))
+        except (OSError, yaml.YAMLError):
+            continue
+    layers.append(("--config", dict(workflow.config_settings.config)))
+    return layers
+
+
+def check_inputs():
+    """Every parse-time check of the configuration and the polygons, before any
+    job: one message naming the problem and the fix. Returns the AOIs by id and
+    prints a warning for a large grid."""
+    checked = check_config(config)
     config.clear()
-    config.update(_checked)
-    AOIS = {a.id: a for a in read_aois(config["aoi"]["path"], config["aoi"]["id_field"])}
-    for _aoi in AOIS.values():
-        check_resolution(_aoi, config["grid"]["crs"], config["grid"]["resolution"])
+    config.update(checked)
+    aoi = config["aoi"]
+    source = key_source(config_layers(), "aoi.path")
+    aois = {
+        a.id: a for a in read_aois(aoi["path"], aoi["id_field"], aoi.get("layer"), source=source)
+    }
+    for a in aois.values():
+        grid = check_resolution(a, config["grid"]["crs"], config["grid"]["resolution"])
+        warning = check_grid_size(a.id, grid, config)
+        if warning:
+            print(warning, file=sys.stderr)
+    return aois
+
+
+try:
+    AOIS = check_inputs()
 except UserError as _err:
     sys.exit(f"ERROR: {_err}")
 
@@ -78,10 +113,11 @@ def data_config():
     return {k: v for k, v in config.items() if k not in ("figures", "export")}
 
 
-def aoi_geojson(wildcards):
-    """The polygon of one AOI (EPSG:4326 GeoJSON) as read from aoi.path: a params
-    value, so editing one polygon reruns that AOI only."""
-    return AOIS[wildcards.aoi].geojson
+def aoi_digest(wildcards):
+    """A digest of one AOI's polygon (EPSG:4326) as read from aoi.path: a params
+    value, so editing one polygon reruns that AOI only (the job reads the polygon
+    itself, with geopandas)."""
+    return AOIS[wildcards.aoi].digest
 
 
 def manifest_inputs(wildcards):
