@@ -92,9 +92,7 @@ def console_onstart():
     and progress per stage replaces the per-job lines."""
     RUN_STARTED.append(True)
     if COMPACT and not quiet_about("progress"):
-        logging.getLogger("snakemake.logging").addHandler(
-            StageProgress(workflow.dag, order=STAGES)
-        )
+        logging.getLogger("snakemake.logging").addHandler(StageProgress(workflow.dag, order=STAGES))
 
 
 onsuccess:
