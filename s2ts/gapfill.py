@@ -210,6 +210,14 @@ def read_masked(stores):
     return ds, skipped
 
 
+def _rows_per_chunk(height: int, width: int, threads: int) -> int:
+    """Rows of a spatial chunk: ``CHUNK``, or fewer on a small grid so that every
+    thread has a chunk to fill (a 259 x 207 grid is one 512 x 512 chunk otherwise)."""
+    chunks_across = -(-width // CHUNK)
+    rows_needed = -(-max(1, int(threads)) // chunks_across)  # rows of chunks for one chunk per thread
+    return max(1, min(CHUNK, -(-height // rows_needed)))
+
+
 def _same_grid(a: dict, b: dict) -> bool:
     keys = ("crs", "resolution", "bounds", "width", "height")
     return all(a.get(k) == b.get(k) for k in keys)
@@ -243,7 +251,11 @@ def gapfill(
             f"gapfill: band(s) {', '.join(absent)} missing from the masked stores: rerun the per-date rules."
         )
     times = to_seconds(ds["time"].values).astype(np.float64)
-    cube = ds[bands].to_dataarray("band").chunk({"band": -1, "time": -1, "y": CHUNK, "x": CHUNK})
+    cube = (
+        ds[bands]
+        .to_dataarray("band")
+        .chunk({"band": -1, "time": -1, "y": _rows_per_chunk(ds.sizes["y"], ds.sizes["x"], threads), "x": CHUNK})
+    )
     filled, flag = xr.apply_ufunc(
         fill_kernel,
         cube,

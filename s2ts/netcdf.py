@@ -122,13 +122,16 @@ def _band_long_name(band: str) -> str:
 
 
 def _lonlat(x: np.ndarray, y: np.ndarray, crs):
-    """Longitude and latitude of pixel centres, computed chunk by chunk (dask)."""
+    """Longitude and latitude of pixel centres: at once on a small grid, chunk by chunk
+    (dask) on a large one."""
     import dask.array as da
     import pyproj
 
     from s2ts.zarr_io import CHUNK
 
     to_lonlat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    if x.size * y.size <= CHUNK * CHUNK:
+        return to_lonlat.transform(*np.meshgrid(x, y))
     xx = da.from_array(x, chunks=CHUNK)[None, :]
     yy = da.from_array(y, chunks=CHUNK)[:, None]
 

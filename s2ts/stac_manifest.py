@@ -568,7 +568,7 @@ def write_outputs(rows, items, info, bands, mask_band, manifest_csv, manifest_js
 
 
 def stac_manifest(
-    grid_json,
+    aoi,
     catalog: str,
     collection: str,
     start: str,
@@ -582,10 +582,14 @@ def stac_manifest(
     timeout: float = 60,
     signing: str = "none",
 ) -> dict:
+    """Search for one AOI and write its manifest. ``aoi``: ``{"id", "bbox_4326",
+    "centroid_4326"}`` (the rule's params, from the polygon read when the workflow is
+    parsed: the search does not wait for the AOI's grid) or a grid.json with them."""
     import shapely.geometry
 
-    aoi = json.loads(Path(grid_json).read_text())
-    geom = shapely.geometry.shape(aoi["geometry_4326"])
+    if not isinstance(aoi, dict):
+        aoi = json.loads(Path(aoi).read_text())
+    geom = shapely.geometry.box(*aoi["bbox_4326"])  # the search is by bounding box
     lon = aoi["centroid_4326"][0]
     d0, d1 = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
     raw, kept, mode = search(catalog, collection, geom, d0, d1, float(max_cloud_cover), timeout)
@@ -639,7 +643,7 @@ def stac_manifest(
 def stac_manifest_from_snakemake(smk) -> None:
     p = smk.params
     stac_manifest(
-        smk.input.grid,
+        dict(p.aoi),
         p.catalog,
         p.collection,
         p.start,

@@ -37,6 +37,7 @@ dates are read. Adding one date to a finished run reads that date's items only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -259,6 +260,8 @@ def _load_stackstac(items, grid, fine, bands, mask_band, pool, patch_url):
     )
 
     def stack(g, assets, resampling, dtype):
+        import dask
+
         arr = stackstac.stack(
             items,
             assets=assets,
@@ -278,28 +281,39 @@ def _load_stackstac(items, grid, fine, bands, mask_band, pool, patch_url):
             gdal_env=env,
             errors_as_nodata=(),
         )
-        return arr.compute(scheduler="threads", num_workers=pool or 1)
+        # never in the calling thread: stackstac 0.5.1 leaves its thread-local rasterio
+        # environment active in the threads it reads in, and odc-stac (or a later
+        # stackstac call) would then capture that stale GDAL configuration
+        with contextlib.ExitStack() as stack:
+            threads = pool
+            if threads is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                threads = stack.enter_context(ThreadPoolExecutor(1))
+            with dask.config.set(pool=threads):
+                return arr.compute(scheduler="threads")
 
     refl = stack(grid, bands, Resampling.average, "uint16")
     scl = stack(fine, [mask_band], Resampling.nearest, "uint8")
     return {b: refl.sel(band=b).values for b in bands}, scl.sel(band=mask_band).values
 
 
-def load_items(items, grid, bands, mask_band, loader="odc-stac", reads=None, patch_url=None):
+def load_items(items, grid, bands, mask_band, loader="odc-stac", pool=None, patch_url=None):
     """Per-item arrays on the grid: ``({band: (n, y, x)}, scl (n, y, x), scl_any (n, y, x))``.
 
     One call of the loader for the reflectance bands of all ``items`` and one for the
     mask band, which is read with nearest on a grid ``f`` times finer than the target
     (``f`` = target / native resolution, rounded up), so each target pixel sees every
     mask cell it covers: ``scl`` is its central sub-cell, ``scl_any`` the bitmask of
-    all classes present (for the conservative rule). ``reads``: reads in flight
-    (None: one at a time, in the calling thread)."""
+    all classes present (for the conservative rule). ``pool``: a thread pool whose
+    threads keep reads in flight (None: one read at a time, in the calling thread); a
+    job keeps one pool for all its loads, because each new thread sets GDAL and PROJ
+    up again (about 0.3 s of CPU per thread)."""
     if loader not in LOADERS:
         raise UserError(f"tiles.loader: {loader!r} is not a loader; choose one of {', '.join(LOADERS)}.")
     f = mask_factor(items, mask_band, grid["resolution"])
     items = [normalise_proj(it) for it in items]
     fn = _load_odc if loader == "odc-stac" else _load_stackstac
-    pool = reads if reads and reads > 1 else None
     try:
         refl, fine = fn(items, grid, fine_grid(grid, f), bands, mask_band, pool, patch_url)
     except UserError:
@@ -423,17 +437,60 @@ def _groups(dates: list[str], items_of: dict, n_values: int, limit: int = GROUP_
         yield group
 
 
-def _load_dates(dates, items_of, grid, bands, mask_band, loader, reads, patch_url):
+def _load_dates(dates, items_of, grid, bands, mask_band, loader, pool, patch_url):
     """``{date: (per_item bands, scl, scl_any)}`` for a group of dates, in one load."""
     items = [it for d in dates for it in items_of[d]]
     log.info("reading %d item(s) of %d date(s) (%s .. %s)", len(items), len(dates), dates[0], dates[-1])
-    refl, scl, scl_any = load_items(items, grid, bands, mask_band, loader, reads, patch_url)
+    refl, scl, scl_any = load_items(items, grid, bands, mask_band, loader, pool, patch_url)
     out, i = {}, 0
     for d in dates:
         n = len(items_of[d])
         out[d] = ({b: refl[b][i : i + n] for b in bands}, scl[i : i + n], scl_any[i : i + n])
         i += n
     return out
+
+
+@contextlib.contextmanager
+def _read_pool(reads: int):
+    """One thread pool for all the loads of a job (None: read in the calling thread)."""
+    if reads <= 1:
+        yield None
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    class KeptPool(ThreadPoolExecutor):
+        """odc-loader 0.6's pmap enters the pool it is given (``with pool``), which
+        shuts it down after one load: this one stays up for the job's next loads."""
+
+        def __exit__(self, *exc):
+            return False
+
+    pool = KeptPool(reads, thread_name_prefix="read")
+    try:
+        yield pool
+    finally:
+        pool.shutdown()
+
+
+def _load_group(group, items_of, grid, bands, mask_band, loader, pool, patch_url, on_read_error, skipped):
+    """The loaded dates of a group; on a read error, the group's dates one by one, so
+    that only the date(s) that cannot be read fail (or, with ``on_read_error="skip"``,
+    are left out and appended to ``skipped``)."""
+    try:
+        return _load_dates(group, items_of, grid, bands, mask_band, loader, pool, patch_url)
+    except ReadError:
+        if len(group) == 1 and on_read_error != "skip":
+            raise
+    loaded = {}
+    for d in group:
+        try:
+            loaded.update(_load_dates([d], items_of, grid, bands, mask_band, loader, pool, patch_url))
+        except ReadError as exc:
+            if on_read_error != "skip":
+                raise
+            log.warning("date %s skipped (tiles.on_read_error: skip): %s", d, exc)
+            skipped.append({"date": d, "reason": str(exc)})
+    return loaded
 
 
 SKIPPED = "skipped.json"
@@ -520,34 +577,28 @@ def tile_batch(
     f = mask_factor([it for d in todo for it in items_of[d]], mask_band, grid["resolution"]) if todo else 1
     per_item = grid["height"] * grid["width"] * (2 * len(bands) + f * f + 2)
     skipped, done = [], len(kept)
-    for group in _groups(todo, items_of, per_item):
-        try:
-            loaded = _load_dates(group, items_of, grid, bands, mask_band, loader, reads, patch_url)
-        except ReadError:
-            if len(group) == 1 and on_read_error != "skip":
-                raise
-            loaded = {}
-            for d in group:  # find the date(s) that cannot be read
-                try:
-                    loaded.update(_load_dates([d], items_of, grid, bands, mask_band, loader, reads, patch_url))
-                except ReadError as exc:
-                    if on_read_error != "skip":
-                        raise
-                    log.warning("date %s skipped (tiles.on_read_error: skip): %s", d, exc)
-                    skipped.append({"date": d, "reason": str(exc)})
-        for d in group:
-            if d not in loaded:
-                continue
-            refl, scl, scl_any = loaded.pop(d)
-            arrays, out_scl, source, out_any = mosaic(refl, scl, scl_any)
-            arrays.update({mask_band: out_scl, f"{mask_band}_any": out_any, "source": source})
-            attrs = {**base_attrs, "items_digest": digests[d]}
-            write_dataset(date_dataset(template, d, items_of[d], arrays, attrs), out / f"{d}.zarr")
-            done += 1
-            counts = np.bincount(source[source != NO_SOURCE], minlength=len(items_of[d]))
-            log.info(
-                "date %s: written (pixels per item: %s); %d of %d dates done", d, counts.tolist(), done, len(items_of)
+    with _read_pool(reads) as pool:
+        for group in _groups(todo, items_of, per_item):
+            loaded = _load_group(
+                group, items_of, grid, bands, mask_band, loader, pool, patch_url, on_read_error, skipped
             )
+            for d in group:
+                if d not in loaded:
+                    continue
+                refl, scl, scl_any = loaded.pop(d)
+                arrays, out_scl, source, out_any = mosaic(refl, scl, scl_any)
+                arrays.update({mask_band: out_scl, f"{mask_band}_any": out_any, "source": source})
+                attrs = {**base_attrs, "items_digest": digests[d]}
+                write_dataset(date_dataset(template, d, items_of[d], arrays, attrs), out / f"{d}.zarr")
+                done += 1
+                counts = np.bincount(source[source != NO_SOURCE], minlength=len(items_of[d]))
+                log.info(
+                    "date %s: written (pixels per item: %s); %d of %d dates done",
+                    d,
+                    counts.tolist(),
+                    done,
+                    len(items_of),
+                )
     if skipped:
         write_json(out / SKIPPED, skipped)
     else:

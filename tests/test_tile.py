@@ -2,6 +2,7 @@
 local COGs of known values onto a target grid; same-day mosaics are deterministic;
 SCL never gets a class that was not in the input."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +162,9 @@ def test_tile_store_opens_in_xarray_with_its_crs_and_no_warning(tmp_path, base):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_rule_threads_drive_the_loader_and_gdal(tmp_path, base, monkeypatch, threads):
-    """The job's ``threads`` (what SLURM allocated) become odc-stac's read pool (none
-    for one thread: reads in the calling thread) and GDAL_NUM_THREADS; same pixels."""
+    """On local files the job's ``threads`` (what SLURM allocated) become odc-stac's
+    read pool, one for all the job's loads (none for one thread: reads in the calling
+    thread), and GDAL_NUM_THREADS; same pixels."""
     import os
     from types import SimpleNamespace
 
@@ -201,7 +203,9 @@ def test_rule_threads_drive_the_loader_and_gdal(tmp_path, base, monkeypatch, thr
     )
     tile_from_snakemake(smk)
     assert os.environ["GDAL_NUM_THREADS"] == str(threads)
-    assert calls and all(p == (threads if threads > 1 else None) for p in calls)
+    # one pool of the job's threads for every load (None: the calling thread)
+    assert calls and all((p is None) if threads == 1 else p._max_workers == threads for p in calls)
+    assert threads == 1 or len({id(p) for p in calls}) == 1
     out = read_store(tmp_path / "tile" / "2024-06-01" / "2024-06-01.zarr")
     for b in bands:
         np.testing.assert_array_equal(out[b], bands[b])
@@ -371,3 +375,52 @@ def test_loaders_agree_on_the_demo_catalog():
         assert ((a > 0) != (c > 0)).mean() < 0.005
         d = np.abs(a - c)[(a > 0) & (c > 0)]
         assert np.median(d) <= 1 and np.percentile(d, 99) <= 400, np.percentile(d, [50, 99, 100])
+
+
+def test_remote_reads_are_kept_in_flight(tmp_path, base):
+    """COGs over HTTP (benchmarks/cog_server.py on 127.0.0.1, 50 ms per request): a
+    one-thread job keeps tiles.reads_in_flight requests open at once (the server's log
+    shows them overlapping), one at a time with reads_in_flight 1; same pixels."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from cog_server import CogServer, read_log
+
+    from s2ts.tile import tile_batch
+
+    grid = write_grid_json(tmp_path / "grid.json", utm_grid(32613, X0, Y1, N, N, 10))
+    root = tmp_path / "cog"
+    days = ["2024-06-01", "2024-06-06", "2024-06-11"]
+    bands = {d: ramp(20 + k) for k, d in enumerate(days)}
+    items = [
+        local_item(base, root / d, bands[d], all_classes_scl(k), X0, Y1, item_id=f"I{k}", datetime=f"{d}T17:46:29Z")
+        for k, d in enumerate(days)
+    ]
+
+    def peak_requests(out, reads):
+        # a server of its own: new URLs, so nothing comes from GDAL's cache of an earlier run
+        with CogServer(root.parent, log=tmp_path / f"{out}.jsonl", delay_ms=50) as srv:
+            files = []
+            for d, it in zip(days, items):
+                remote = json.loads(json.dumps(it))
+                for a in remote["assets"].values():
+                    a["href"] = f"{srv.url}/{Path(a['href']).relative_to(root.parent)}"
+                files.append(write_items_file(tmp_path / f"{out}-{d}.json", [remote]))
+            files = [f.rename(f.with_name(f.name.removeprefix(f"{out}-"))) for f in files]
+            tile_batch(files, grid, ["B03", "B04", "B08"], "SCL", tmp_path / out, reads_in_flight=reads)
+            srv.wait_idle()
+            log = read_log(srv.log)
+        events = sorted([(e["start"], 1) for e in log] + [(e["end"], -1) for e in log])
+        level = peak = 0
+        for _, step in events:
+            level += step
+            peak = max(peak, level)
+        return peak
+
+    assert peak_requests("one", 1) == 1
+    assert peak_requests("many", 8) >= 4
+    for d in days:
+        for out in ("one", "many"):
+            np.testing.assert_array_equal(read_store(tmp_path / out / f"{d}.zarr")["B08"], bands[d]["B08"])

@@ -120,11 +120,20 @@ def aoi_digest(wildcards):
     return AOIS[wildcards.aoi].digest
 
 
+def aoi_search(wildcards):
+    """What the STAC search needs of one AOI (id, EPSG:4326 bounding box, centroid for
+    the solar day), from the polygon read at parse time: a params value, so the
+    search runs beside the aoi_grid job instead of after it."""
+    geom = AOIS[wildcards.aoi].geometry
+    return {
+        "id": wildcards.aoi,
+        "bbox_4326": [float(v) for v in geom.bounds],
+        "centroid_4326": [geom.centroid.x, geom.centroid.y],
+    }
+
+
 def manifest_inputs(wildcards):
-    inputs = {"grid": f"<results>/{wildcards.aoi}/aoi/grid.json"}
-    if DEMO:
-        inputs["catalog"] = CATALOG
-    return inputs
+    return {"catalog": CATALOG} if DEMO else {}
 
 
 _MANIFEST_INFO = {}

@@ -12,6 +12,7 @@ from s2ts.console import (
     products_wanted,
     put_on_pythonpath,
     read_infos,
+    stop_rescheduling_timers,
 )
 from s2ts.outputs import summary as products_summary
 
@@ -96,11 +97,13 @@ def console_onstart():
 
 
 onsuccess:
+    stop_rescheduling_timers()
     if print_summary():
         sys.exit(1)
 
 
 onerror:
+    stop_rescheduling_timers()
     if CONSOLE.interrupted:
         print(
             "Interrupted. Completed outputs are kept and the jobs that were running are redone: "

@@ -15,6 +15,7 @@ checkpoint stac_manifest:
         mem_mb=1000,
     params:
         code=code_digest("stac_manifest"),
+        aoi=aoi_search,
         catalog=CATALOG,
         collection=config["stac"]["collection"],
         start=config["dates"]["start"],
