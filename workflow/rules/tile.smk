@@ -22,6 +22,7 @@ rule tile:
         signing=SIGNING,
         on_read_error=config["tiles"]["on_read_error"],
         loader=config["tiles"]["loader"],
+        overviews=config["tiles"]["overviews"],
         reads_in_flight=config["tiles"]["reads_in_flight"],
         items_digest=items_digest,
     script:
