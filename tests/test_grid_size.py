@@ -79,17 +79,18 @@ def two_items(tmp_path_factory):
 def test_memory_estimate_bounds_what_a_tile_job_allocates(two_items, res):
     """tracemalloc's peak of one date of the tile stage (2 items, 3 bands), after a
     warm-up so that imports do not count: the estimate is above it, by < 50 %."""
-    from s2ts.tile import tile
+    from s2ts.tile import tile_batch
 
     tmp, items, (n, x0, y1) = two_items
     bands = ["B03", "B04", "B08"]
-    tile(items, write_grid_json(tmp / "g0.json", utm_grid(32613, x0, y1, 8, 8, 10)), bands, "SCL", tmp / "warm.zarr")
+    g0 = write_grid_json(tmp / "g0.json", utm_grid(32613, x0, y1, 8, 8, 10))
+    tile_batch([items], g0, bands, "SCL", tmp / "warm")
     m = n * 10 // res
     grid = write_grid_json(tmp / f"g{res}.json", utm_grid(32613, x0, y1, m, m, res))
-    shutil.rmtree(tmp / "out.zarr", ignore_errors=True)
+    shutil.rmtree(tmp / "out", ignore_errors=True)
     tracemalloc.start()
     try:
-        tile(items, grid, bands, "SCL", tmp / "out.zarr")
+        tile_batch([items], grid, bands, "SCL", tmp / "out")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
