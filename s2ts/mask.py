@@ -1,6 +1,7 @@
 """Mask stage: SCL classes in ``mask.classes`` and no-data become missing.
 
-Input: a light batch's offset-fixed store (int16, fill -32768, ``(time, y, x)``). A
+Input: a light batch's offset-fixed store (int16, fill -32768, ``(time, y, x)``),
+read and masked one time chunk at a time (bounded memory), appended to the output. A
 pixel is kept in a band when its SCL class is not listed, SCL is not 0 (no data:
 always missing, listed or not) and the band itself has data. With ``mask.rule: any``
 (the default, a conservative rule) a pixel is also masked when a listed class or no
@@ -46,42 +47,46 @@ def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes, scl_any:
     return out, valid
 
 
-def mask(offset_path, inside_npy, out_path, classes, rule: str = "any", threads: int = 1) -> np.ndarray:
-    """Mask a light batch's offset-fixed store into ``out_path``, chunk by chunk of the
-    store (dask); return the valid fraction of each date."""
-    import dask
+def mask(offset_path, inside_npy, out_path, classes, rule: str = "any") -> np.ndarray:
+    """Mask a light batch's offset-fixed store into ``out_path``, one time chunk of the
+    store at a time (its dates fit the memory budget: s2ts.zarr_io.time_chunk); return
+    the valid fraction of each date."""
     import xarray as xr
 
-    from s2ts.zarr_io import open_dataset, write_dataset
+    from s2ts.zarr_io import open_dataset, write_batches
 
-    ds = open_dataset(offset_path, chunks={})
-    bands, mask_band = ds.attrs["bands"], ds.attrs["mask_band"]
-    scl_any = ds[f"{mask_band}_any"] if rule == "any" else None
-    args = [ds[mask_band]] + ([scl_any] if scl_any is not None else [])
-    bad = xr.apply_ufunc(lambda scl, *a: bad_pixels(scl, classes, *a), *args, dask="parallelized", output_dtypes=[bool])
-    out = xr.Dataset(attrs=dict(ds.attrs))
-    valid = ~bad
-    for b in bands:
-        out[b] = ds[b].where(~bad, FILL_INT16).astype(np.int16)
-        valid = valid & (ds[b] != FILL_INT16)
-    inside = xr.DataArray(np.load(inside_npy).astype(bool), dims=("y", "x"))
+    src = open_dataset(offset_path)
+    bands, mask_band = src.attrs["bands"], src.attrs["mask_band"]
+    inside = np.load(inside_npy).astype(bool)
     n_inside = int(inside.sum())
-    n_valid = (valid & inside).sum(("y", "x"))
-    # lazy like the bands: computed in the same pass over the store as the write
-    out["valid_fraction"] = (n_valid / n_inside if n_inside else n_valid * 0.0).astype(np.float32)
-    for name in ("solar_day", "item_records", "offset_correction"):
-        out[name] = ds[name].load()
-    out.attrs.update(
+    attrs = dict(src.attrs)
+    attrs.update(
         stage="mask",
         mask={"band": mask_band, "classes": sorted(int(c) for c in classes), "rule": rule},
         n_inside=n_inside,
     )
-    with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
-        write_dataset(out, out_path)
-    fraction = open_dataset(out_path)["valid_fraction"].values
-    for day, f in zip(ds["solar_day"].values, fraction):
+    n_t = src.sizes["time"]
+    step = (src[bands[0]].encoding.get("chunks") or (n_t,))[0]
+    fractions = []
+
+    def groups():
+        for t0 in range(0, n_t, step):
+            g = src.isel(time=slice(t0, t0 + step)).load()
+            scl_any = g[f"{mask_band}_any"].values if rule == "any" else None
+            masked, valid = mask_arrays({b: g[b].values for b in bands}, g[mask_band].values, classes, scl_any)
+            n_valid = (valid & inside).sum(axis=(1, 2))
+            fraction = (n_valid / n_inside if n_inside else n_valid * 0.0).astype(np.float32)
+            fractions.extend(fraction.tolist())
+            out = xr.Dataset({b: (("time", "y", "x"), masked[b]) for b in bands}, coords=g.coords, attrs=attrs)
+            out["valid_fraction"] = ("time", fraction)
+            for name in ("solar_day", "item_records", "offset_correction"):
+                out[name] = g[name]
+            yield out
+
+    write_batches(groups(), out_path)
+    for day, f in zip(src["solar_day"].values, fractions):
         log.info("date %s: %.1f %% of the %d pixels in the polygon valid", day, 100 * f, n_inside)
-    return fraction
+    return np.array(fractions, np.float32)
 
 
 def mask_from_snakemake(smk) -> None:

@@ -71,3 +71,40 @@ def test_mask_store_and_valid_fraction(tmp_path):
     np.testing.assert_allclose(fraction, expected, rtol=1e-6)
     np.testing.assert_allclose(out["valid_fraction"], expected, rtol=1e-6)
     assert read_attrs(tmp_path / "m.zarr")["n_inside"] == 150
+
+
+def test_a_store_chunked_by_date_is_masked_date_by_date_with_the_same_result(tmp_path, monkeypatch):
+    """A large grid's offset_fix store holds one date per chunk (its memory budget):
+    mask reads, masks and appends it chunk by chunk; same values and fractions as a
+    store of one chunk."""
+    import s2ts.zarr_io as zio
+    from s2ts.zarr_io import open_dataset
+
+    h, w, n = 12, 9, 4
+    grid = utm_grid(32630, 600000.0, 4950000.0, w, h, 40)
+    rng = np.random.default_rng(3)
+    arrays = {
+        "B03": rng.integers(-500, 6000, (n, h, w)).astype(np.int16),
+        "B08": rng.integers(-500, 6000, (n, h, w)).astype(np.int16),
+        "SCL": rng.integers(0, 12, (n, h, w)).astype(np.uint8),
+        "source": np.zeros((n, h, w), np.uint8),
+    }
+    arrays["SCL_any"] = (np.uint16(1) << arrays["SCL"].astype(np.uint16)).astype(np.uint16)
+    attrs = {"stage": "offset_fix", "bands": ["B03", "B08"], "mask_band": "SCL", "grid": grid}
+    whens = [f"2022-03-0{d}T11:00:00Z" for d in range(1, n + 1)]
+    write_batch_store(tmp_path / "one.zarr", grid, arrays, attrs, whens)
+    monkeypatch.setattr(zio, "GROUP_BYTES", h * w * 16)  # one date per chunk
+    write_batch_store(tmp_path / "dated.zarr", grid, arrays, attrs, whens)
+    assert open_dataset(tmp_path / "dated.zarr")["B03"].encoding["chunks"][0] == 1
+    inside = np.ones((h, w), np.uint8)
+    np.save(tmp_path / "inside.npy", inside)
+    f1 = mask(tmp_path / "one.zarr", tmp_path / "inside.npy", tmp_path / "m1.zarr", CLASSES)
+    f2 = mask(tmp_path / "dated.zarr", tmp_path / "inside.npy", tmp_path / "m2.zarr", CLASSES)
+    np.testing.assert_array_equal(f1, f2)
+    a, b = read_store(tmp_path / "m1.zarr"), read_store(tmp_path / "m2.zarr")
+    for v in ("B03", "B08", "valid_fraction"):
+        np.testing.assert_array_equal(a[v], b[v])
+    assert open_dataset(tmp_path / "m2.zarr")["B03"].encoding["chunks"][0] == 1
+    # and the values are the masking rule's, date by date
+    expected, _ = mask_arrays({"B03": arrays["B03"]}, arrays["SCL"], CLASSES, arrays["SCL_any"])
+    np.testing.assert_array_equal(b["B03"], expected["B03"])
