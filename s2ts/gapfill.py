@@ -68,7 +68,7 @@ _UNRANK = np.array([OBSERVED, INTERPOLATED, END_FILLED, MISSING], dtype=np.uint8
 
 
 def gapfill_series(
-    values: np.ndarray, times, fill_ends: bool = True, max_gap_days: float | None = None
+    values: np.ndarray, times, fill_ends: bool = True, max_gap_days: float | None = None, inplace: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the missing values (-32768) of int16 series along the first axis.
 
@@ -94,7 +94,7 @@ def gapfill_series(
     max_gap = None if max_gap_days is None else float(max_gap_days) * DAY
 
     flat = values.reshape(n_t, -1)
-    filled = flat.copy()
+    filled = flat if inplace and np.shares_memory(flat, values) else flat.copy()
     # flag starts as the observation mask (bool viewed as uint8: 1 observed, 0 missing)
     flag = (flat != FILL_INT16).view(np.uint8)
     block = max(1, _BLOCK_ELEMENTS // max(1, n_t))
@@ -168,8 +168,8 @@ def fill_kernel(block: np.ndarray, times, fill_ends: bool = True, max_gap_days: 
     """:func:`gapfill_series` in xarray.apply_ufunc's layout: ``block`` is int16
     ``(..., band, time)``; returns ``(filled (..., band, time), flag (..., time))``,
     the flag combined over the bands (the least trustworthy state wins)."""
-    series = np.moveaxis(block, -1, 0)  # (time, ..., band)
-    filled, flags = gapfill_series(np.ascontiguousarray(series), times, fill_ends, max_gap_days)
+    series = np.ascontiguousarray(np.moveaxis(block, -1, 0))  # (time, ..., band): our own copy
+    filled, flags = gapfill_series(series, times, fill_ends, max_gap_days, inplace=True)
     flag = _UNRANK[_RANK[flags].max(axis=-1)]
     return np.moveaxis(filled, 0, -1), np.moveaxis(flag, 0, -1)
 
@@ -210,12 +210,21 @@ def read_masked(stores):
     return ds, skipped
 
 
-def _rows_per_chunk(height: int, width: int, threads: int) -> int:
-    """Rows of a spatial chunk: ``CHUNK``, or fewer on a small grid so that every
-    thread has a chunk to fill (a 259 x 207 grid is one 512 x 512 chunk otherwise)."""
+#: int16 values of one chunk's series (every band and date): a chunk's task holds about
+#: four times this (the chunk, its filled copy, flags, the written output)
+TASK_BYTES = 48 * 2**20
+
+
+def _rows_per_chunk(height: int, width: int, threads: int, n_values: int = 1) -> int:
+    """Rows of a spatial chunk (``CHUNK`` columns wide): at most ``CHUNK``, few enough
+    that a chunk's ``n_values`` series per pixel (bands x dates) fit :data:`TASK_BYTES`,
+    and on a small grid few enough that every thread has a chunk to fill (a 259 x 207
+    grid is one 512 x 512 chunk otherwise)."""
+    cols = min(width, CHUNK)
     chunks_across = -(-width // CHUNK)
     rows_needed = -(-max(1, int(threads)) // chunks_across)  # rows of chunks for one chunk per thread
-    return max(1, min(CHUNK, -(-height // rows_needed)))
+    by_memory = TASK_BYTES // max(1, 2 * n_values * cols)
+    return max(1, min(CHUNK, by_memory, -(-height // rows_needed)))
 
 
 def _same_grid(a: dict, b: dict) -> bool:
@@ -254,7 +263,14 @@ def gapfill(
     cube = (
         ds[bands]
         .to_dataarray("band")
-        .chunk({"band": -1, "time": -1, "y": _rows_per_chunk(ds.sizes["y"], ds.sizes["x"], threads), "x": CHUNK})
+        .chunk(
+            {
+                "band": -1,
+                "time": -1,
+                "y": _rows_per_chunk(ds.sizes["y"], ds.sizes["x"], threads, len(bands) * ds.sizes["time"]),
+                "x": CHUNK,
+            }
+        )
     )
     filled, flag = xr.apply_ufunc(
         fill_kernel,
