@@ -9,6 +9,16 @@ data occurs in any SCL cell its footprint covers (``SCL_any``, see s2ts.tile);
 explicit fill -32768 (the original package's ``where()`` turned uint16 cubes into
 float64). ``valid_fraction(time)``: pixels inside the polygon (pixel centre rule,
 ``inside.npy`` of the AOI stage) valid in every band, over pixels inside.
+
+``mask.dilate_m`` (default 0: off) grows the masked clouds and shadows before
+gap-fill, on the target grid: a pixel is also masked when the centre of a pixel
+masked for a listed class other than 0 is at most ``dilate_m`` metres from its
+centre (a disk, :func:`disk`; the resolution comes from the store's grid). No data
+(class 0, a band without data) is not grown: a swath edge is not a cloud edge.
+Each date is grown on its own (never across dates), with the SCL rule of
+``mask.rule``. The store is processed in dask chunks with an overlap of the
+disk's radius (``dask.array.map_overlap``), so a cloud near a chunk edge grows
+into the next chunk exactly as within one chunk.
 """
 
 from __future__ import annotations
@@ -22,17 +32,39 @@ from s2ts.zarr_io import FILL_INT16
 log = logging.getLogger("mask")
 
 
-def bad_pixels(scl: np.ndarray, classes, scl_any: np.ndarray | None = None) -> np.ndarray:
+def bad_pixels(scl: np.ndarray, classes, scl_any: np.ndarray | None = None, no_data: bool = True) -> np.ndarray:
     """True where a pixel is masked: a listed class or no data (0) at its centre, or
-    with ``scl_any`` (the conservative rule) anywhere in its footprint."""
+    with ``scl_any`` (the conservative rule) anywhere in its footprint. With
+    ``no_data=False``, the listed classes other than 0 only (what dilation grows)."""
+    classes = set(classes) | {0} if no_data else set(classes) - {0}
     lut = np.zeros(256, bool)
     lut[list(classes)] = True
-    lut[0] = True
     bad = lut[scl]
     if scl_any is not None:
-        bits = np.uint16(sum(1 << c for c in set(classes) | {0} if c < 16))
+        bits = np.uint16(sum(1 << c for c in classes if c < 16))
         bad |= (scl_any & bits) != 0
     return bad
+
+
+def disk(dilate_m: float, resolution: float) -> np.ndarray:
+    """The structuring element of a dilation by ``dilate_m`` metres on a grid of
+    ``resolution`` metres: pixel offsets whose centre is at most ``dilate_m`` away,
+    a ``(2r + 1, 2r + 1)`` bool array, ``r = floor(dilate_m / resolution)``."""
+    r = int(np.floor(dilate_m / resolution + 1e-9))
+    d = np.arange(-r, r + 1) * float(resolution)
+    return (d[:, None] ** 2 + d[None, :] ** 2) <= float(dilate_m) ** 2 * (1 + 1e-9)
+
+
+def dilate(bad: np.ndarray, structure: np.ndarray) -> np.ndarray:
+    """Grow the True pixels of ``(..., y, x)`` by ``structure`` in y and x, each 2-D
+    slice on its own (scipy.ndimage.binary_dilation)."""
+    from scipy import ndimage
+
+    bad = np.asarray(bad, dtype=bool)
+    if bad.size == 0 or structure.size == 1:
+        return bad.copy()
+    s = structure.reshape((1,) * (bad.ndim - 2) + structure.shape)
+    return ndimage.binary_dilation(bad, structure=s)
 
 
 def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes, scl_any: np.ndarray | None = None):
@@ -46,7 +78,24 @@ def mask_arrays(bands: dict[str, np.ndarray], scl: np.ndarray, classes, scl_any:
     return out, valid
 
 
-def mask(offset_path, inside_npy, out_path, classes, rule: str = "any", threads: int = 1) -> np.ndarray:
+def grown(cloud, structure):
+    """Dilation of a lazy ``(time, y, x)`` DataArray chunk by chunk, each chunk with
+    an overlap of the disk's radius from its neighbours (dask map_overlap), so the
+    result equals the dilation of the whole grid."""
+    import dask.array as da
+
+    r = structure.shape[0] // 2
+    data = cloud.data
+    if not isinstance(data, da.Array):
+        return cloud.copy(data=dilate(data, structure))
+    depth = {0: 0, 1: r, 2: r}
+    out = da.map_overlap(dilate, data, depth=depth, boundary="none", dtype=bool, structure=structure)
+    return cloud.copy(data=out)
+
+
+def mask(
+    offset_path, inside_npy, out_path, classes, rule: str = "any", threads: int = 1, dilate_m: float = 0
+) -> np.ndarray:
     """Mask a light batch's offset-fixed store into ``out_path``, chunk by chunk of the
     store (dask); return the valid fraction of each date."""
     import dask
@@ -59,6 +108,22 @@ def mask(offset_path, inside_npy, out_path, classes, rule: str = "any", threads:
     scl_any = ds[f"{mask_band}_any"] if rule == "any" else None
     args = [ds[mask_band]] + ([scl_any] if scl_any is not None else [])
     bad = xr.apply_ufunc(lambda scl, *a: bad_pixels(scl, classes, *a), *args, dask="parallelized", output_dtypes=[bool])
+    structure = disk(float(dilate_m), float(ds.attrs["grid"]["resolution"])) if dilate_m else None
+    if structure is not None and structure.size > 1:
+        cloud = xr.apply_ufunc(
+            lambda scl, *a: bad_pixels(scl, classes, *a, no_data=False),
+            *args,
+            dask="parallelized",
+            output_dtypes=[bool],
+        )
+        bad = bad | grown(cloud, structure)
+        log.info(
+            "masked clouds and shadows grown by %g m: a disk of %d pixels (radius %d pixels of %g m)",
+            dilate_m,
+            int(structure.sum()),
+            structure.shape[0] // 2,
+            float(ds.attrs["grid"]["resolution"]),
+        )
     out = xr.Dataset(attrs=dict(ds.attrs))
     valid = ~bad
     for b in bands:
@@ -73,7 +138,7 @@ def mask(offset_path, inside_npy, out_path, classes, rule: str = "any", threads:
         out[name] = ds[name].load()
     out.attrs.update(
         stage="mask",
-        mask={"band": mask_band, "classes": sorted(int(c) for c in classes), "rule": rule},
+        mask={"band": mask_band, "classes": sorted(int(c) for c in classes), "rule": rule, "dilate_m": dilate_m},
         n_inside=n_inside,
     )
     with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
@@ -92,4 +157,5 @@ def mask_from_snakemake(smk) -> None:
         smk.output.store.removesuffix("/zarr.json"),
         p.classes,
         p.rule,
+        dilate_m=float(getattr(p, "dilate_m", 0) or 0),
     )
