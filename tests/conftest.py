@@ -499,3 +499,17 @@ def demo_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("demo") / "results"
     run_workflow(results, ROOT / "config" / "demo.yaml")
     return results
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail any attempt to open a network connection (the CF checker must run offline)."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts

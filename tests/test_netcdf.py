@@ -457,3 +457,47 @@ def test_no_index_by_default_and_cf_with_indices(nc_3035, nc_indices, tmp_path, 
     with netCDF4.Dataset(nc_3035[0]) as nc:
         assert not {"NDWI", "NDVI", "MNDWI", "NDMI"} & set(nc.variables)
     check_cf_1_8(nc_indices[0], tmp_path, no_network)
+
+
+def netcdf_peak(tmp_path, n: int, n_t: int = 24) -> tuple[int, int]:
+    """(cube bytes, peak Python-traced bytes while writing the NetCDF with NDWI) of a
+    random n x n cube of 2 bands, gap-filled first (not measured)."""
+    import tracemalloc
+
+    grid = {**make_grid("EPSG:3035", 3426440.0, 2448400.0), "width": n, "height": n}
+    grid["bounds"] = [3426440.0, 2448400.0, 3426440.0 + 40 * n, 2448400.0 + 40 * n]
+    rng = np.random.default_rng(0)
+    cubes = {b: rng.integers(0, 5000, (n_t, n, n)).astype(np.int16) for b in ("B03", "B08")}
+    whens = [f"2022-{1 + i // 4:02d}-{1 + 7 * (i % 4):02d}T11:00:00Z" for i in range(n_t)]
+    attrs = {"stage": "mask", "aoi": "big", "grid": grid, "bands": ["B03", "B08"]}
+    p = write_batch_store(tmp_path / f"m{n}.zarr", grid, cubes, attrs, whens, valid_fraction=[1.0] * n_t)
+    cube_bytes = sum(c.nbytes for c in cubes.values())
+    del cubes
+    gapfill([p], tmp_path / f"g{n}.zarr", ["B03", "B08"])
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"aoi": "big"}))
+    config = {"bands": ["B03", "B08"], "indices": ["NDWI"], "mask": {"classes": [0]}}
+    tracemalloc.start()
+    try:
+        netcdf(tmp_path / f"g{n}.zarr", manifest, config, tmp_path / f"big{n}.nc")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    with xr.open_dataset(tmp_path / f"big{n}.nc") as ds:
+        assert np.isfinite(ds.NDWI.values[:, ::97, ::89]).all()
+    return cube_bytes, peak
+
+
+def test_indices_keep_the_write_chunk_by_chunk(tmp_path, monkeypatch):
+    """With indices the NetCDF is still written chunk by chunk: from a 384 to a 768 pixel
+    square cube (24 dates, 2 bands: 14 -> 57 MB), the peak of Python-traced memory grows by
+    a small part of the cube's growth. A first version, the index as its own dask branch
+    reading the bands, held the chunks until the end (166 MB for a 205 MB cube)."""
+    import s2ts.gapfill as gf
+    import s2ts.zarr_io as zio
+
+    monkeypatch.setattr(zio, "CHUNK", 128)
+    monkeypatch.setattr(gf, "CHUNK", 128)
+    small, small_peak = netcdf_peak(tmp_path, 384)
+    big, big_peak = netcdf_peak(tmp_path, 768)
+    assert big_peak - small_peak < 0.1 * (big - small), (small_peak / 1e6, big_peak / 1e6)

@@ -24,6 +24,7 @@ STAGES = [
     "mask",
     "gapfill",
     "netcdf",
+    "regular",
     "figures",
     "csv_export",
     "benchmark_summary",
