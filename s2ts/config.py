@@ -160,6 +160,8 @@ def check_config(config: dict, schema: dict | None = None) -> dict:
     if errors:
         raise UserError(_message(errors[0], schema))
     _fill_defaults(config, schema)
+    if config.get("regular", 0) is None:  # `regular: null` switches it off, as when absent
+        del config["regular"]
 
     start = _parse_date(config["dates"]["start"], "dates.start")
     end = _parse_date(config["dates"]["end"], "dates.end")

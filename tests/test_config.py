@@ -41,7 +41,8 @@ def test_default_config_is_the_tutorial_study():
     assert cfg["mask"]["classes"] == [0, 1, 3, 8, 9, 10]
     assert cfg["gapfill"]["max_gap_days"] is None  # default filled from the schema
     # the options of issue 15 are off by default: today's outputs unchanged
-    assert cfg["indices"] == [] and cfg["regular"] is None
+    assert cfg["indices"] == [] and "regular" not in cfg
+    assert "regular" not in check_config(with_change("regular", None))  # null: off, as when absent
     assert cfg["mask"]["dilate_m"] == 0 and cfg["gapfill"]["method"] == "linear"
 
 

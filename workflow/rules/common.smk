@@ -271,6 +271,29 @@ def aoi_extra_outputs(aoi):
     return outputs
 
 
+def analysis_figures():
+    """The figures of the options: with `indices`, the indices at the series points;
+    with `regular`, the regular product there (report entries 6 and 7)."""
+    out = {}
+    if config["indices"]:
+        out["index_series"] = report(
+            "<results>/{aoi}/figures/index_series.png",
+            caption="../report/index_series.rst",
+            category="Figures",
+            subcategory="AOI {aoi}",
+            labels={"AOI": "{aoi}", "figure": "6 spectral indices at the pixels"},
+        )
+    if REGULAR:
+        out["regular_series"] = report(
+            "<results>/{aoi}/figures/regular_series.png",
+            caption="../report/regular_series.rst",
+            category="Figures",
+            subcategory="AOI {aoi}",
+            labels={"AOI": "{aoi}", "figure": "7 regular time steps at the pixels"},
+        )
+    return out
+
+
 def figures_inputs(wildcards):
     """The products the figures are drawn from: the NetCDF, the manifest, the AOI
     grid and every date's tile, offset_fix and mask store (batch folders)."""

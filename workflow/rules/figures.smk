@@ -1,26 +1,3 @@
-def analysis_figures():
-    """The figures of the options: with `indices`, the indices at the series points;
-    with `regular`, the regular product there (report entries 6 and 7)."""
-    out = {}
-    if config["indices"]:
-        out["index_series"] = report(
-            "<results>/{aoi}/figures/index_series.png",
-            caption="../report/index_series.rst",
-            category="Figures",
-            subcategory="AOI {aoi}",
-            labels={"AOI": "{aoi}", "figure": "6 spectral indices at the pixels"},
-        )
-    if REGULAR:
-        out["regular_series"] = report(
-            "<results>/{aoi}/figures/regular_series.png",
-            caption="../report/regular_series.rst",
-            category="Figures",
-            subcategory="AOI {aoi}",
-            labels={"AOI": "{aoi}", "figure": "7 regular time steps at the pixels"},
-        )
-    return out
-
-
 rule figures:
     input:
         unpack(figures_inputs),
