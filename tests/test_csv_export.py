@@ -134,3 +134,17 @@ def test_indices_are_columns_with_their_values(tmp_path):
         np.testing.assert_allclose(got[~np.isnan(got)], expected[~np.isnan(expected)], atol=5.1e-7)
     assert np.isnan(df["NDWI"][0]) and out.read_text().splitlines()[1].split(",")[7:9] == ["", ""]
     np.testing.assert_allclose(df["B03"].to_numpy().reshape(n_t, h, w), b03 * 1e-4, atol=5e-9)
+
+
+def test_options_run_exports_the_indices(tmp_path_factory):
+    from conftest import options_demo_run
+
+    results = options_demo_run(tmp_path_factory)
+    out = results / "1" / "1_2022-01-01_2022-04-01.csv.gz"
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["time", "x", "y", "inside", "B03", "B04", "B08", "NDWI", "NDVI", "flag"]
+    with netCDF4.Dataset(out.with_name("1_2022-01-01_2022-04-01.nc")) as ds:
+        ndwi = np.asarray(ds["NDWI"][:], dtype=np.float64)
+    got = df["NDWI"].to_numpy().reshape(ndwi.shape)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ndwi))
+    np.testing.assert_allclose(got[~np.isnan(got)], ndwi[~np.isnan(ndwi)], atol=5.1e-7)

@@ -642,3 +642,20 @@ def test_index_and_regular_figures_show_the_scene(tmp_path, synthetic, monkeypat
     np.testing.assert_array_equal(r["B08"][:, 0], [2405, 2405, 2405, np.nan, 2405, 2405])
     np.testing.assert_allclose(r["NDVI"][[0, 1, 2, 4, 5], 0], (2405 - 305) / (2405 + 305), rtol=1e-6)
     assert seen["settings"] == {"method": "median", "step_days": 10}
+
+
+def test_options_run_draws_the_index_and_regular_figures(options_run):
+    """The workflow with indices and the regular product on: the figures rule makes the
+    two extra figures (and a default run does not: FIGURE_FILES of short_run only)."""
+    d = options_run / "1" / "figures"
+    check_png(d / "index_series.png")
+    check_png(d / "regular_series.png")
+    log = (options_run / "logs" / "figures" / "1.log").read_text()
+    assert "index_series.png (NDWI,NDVI at 3 points)" in log
+    assert "regular_series.png (9 steps at 3 points)" in log
+
+
+def test_default_run_has_no_option_figure(short_run):
+    d = short_run / "1" / "figures"
+    assert not (d / "index_series.png").exists() and not (d / "regular_series.png").exists()
+    assert not list((short_run / "1").glob("*d.nc"))

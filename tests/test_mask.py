@@ -1,5 +1,8 @@
 """Mask stage: every SCL class in and out of mask.classes, no-data, integer storage,
-and the valid fraction inside the polygon."""
+the valid fraction inside the polygon, and mask.dilate_m against brute-force distances
+and the demo's truth."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +172,45 @@ def test_no_dilation_by_default_or_below_the_resolution(tmp_path):
         outs.append(read_store(tmp_path / f"m{k}.zarr")["B08"])
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0] == FILL_INT16, np.isin(scl, CLASSES))
+
+
+# ----------------------------------------------------------------------------- on the demo
+def test_demo_dilation_removes_the_cloud_edge_errors(options_run, tmp_path):
+    """The demo's truth: without dilation, cloud and shadow edges leave observed pixels far
+    from the clear-sky truth (measured on the whole demo: up to 0.97 reflectance, 41 of 134
+    dates above 0.08); with mask.dilate_m: 80 (the options run) the worst observed pixel of
+    every date is within 0.08 (what remains is the resampling at shorelines), for about 1 %
+    of the observed pixels."""
+    import glob
+
+    from conftest import demo_truth_images
+
+    from s2ts.zarr_io import open_dataset
+
+    aoi = options_run / "1"
+    inside = np.load(aoi / "aoi" / "inside.npy").astype(bool)
+    dilated, plain = [], []
+    for store in sorted(glob.glob(str(aoi / "offset_fix" / "*.zarr"))):
+        out = tmp_path / Path(store).name
+        mask(store, aoi / "aoi" / "inside.npy", out, CLASSES, "any", dilate_m=0)
+        plain.append(open_dataset(out).load())
+        dilated.append(open_dataset(aoi / "mask" / Path(store).name).load())
+    assert all(d.attrs["mask"]["dilate_m"] == 80 for d in dilated)
+    times = [t for d in plain for t in d.time.values]
+    truth = demo_truth_images(options_run, times)
+    worst = {"plain": [], "dilated": []}
+    kept = {"plain": 0, "dilated": 0}
+    for name, stores in (("plain", plain), ("dilated", dilated)):
+        for d in stores:
+            for i, t in enumerate(d.time.values):
+                err = 0.0
+                for b in ("B03", "B04", "B08"):
+                    v = d[b].values[i]
+                    ok = (v != FILL_INT16) & inside
+                    err = max(err, float(np.abs(v[ok] / 1e4 - truth[t][b][ok]).max(initial=0)))
+                kept[name] += int(((d["B08"].values[i] != FILL_INT16) & inside).sum())
+                worst[name].append(err)
+    plain_worst, dilated_worst = np.array(worst["plain"]), np.array(worst["dilated"])
+    assert (plain_worst > 0.1).sum() >= 3, plain_worst  # cloud edges left in
+    assert dilated_worst.max() <= 0.08, dilated_worst
+    assert 0.95 * kept["plain"] < kept["dilated"] < kept["plain"]  # about 1 % of the observations dropped

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import sys
 import tracemalloc
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -337,3 +338,94 @@ def test_errors_and_wrapper(stores, tmp_path):
     rg.regular_from_snakemake(smk)
     with xr.open_dataset(tmp_path / "w.nc") as ds:
         assert ds.sizes["time"] == 12 and str(ds.time.values[1])[:10] == "2021-11-19"
+
+
+# ----------------------------------------------------------------------------- on the demo
+def demo_observations(results):
+    """The options run's masked stores as one (time, y, x) Dataset of DN (missing -32768)."""
+    import glob
+
+    from s2ts.zarr_io import open_dataset
+
+    stores = [open_dataset(p).load() for p in sorted(glob.glob(str(results / "1" / "mask" / "*.zarr")))]
+    return xr.concat(stores, "time").sortby("time")
+
+
+def test_demo_median_steps_match_the_truth(options_run):
+    """The options run's 10-day medians against the median of the generator's clear-sky
+    truth over the same pixel's observed dates in each window: only the observation
+    error remains (median 0, 99th percentile below 0.03 reflectance)."""
+    from conftest import demo_truth_images
+
+    obs = demo_observations(options_run)
+    times = obs.time.values
+    truth = demo_truth_images(options_run, times)
+    inside = np.load(options_run / "1" / "aoi" / "inside.npy").astype(bool)
+    reg = options_run / "1" / "1_2022-01-01_2022-04-01_10d.nc"
+    with xr.open_dataset(reg) as ds:
+        steps = ds.time.values
+        assert [str(s)[:10] for s in steps] == [str(s)[:10] for s in step_times("2022-01-01", "2022-04-01", 10)]
+        errors, n_steps = [], 0
+        for k, s in enumerate(steps):
+            window = [i for i, t in enumerate(times) if s <= t < s + np.timedelta64(10, "D")]
+            flag = ds.flag.values[k]
+            if not window:
+                assert (flag[inside] == 0).all()
+                continue
+            n_steps += 1
+            for b in BANDS:
+                seen = obs[b].values[window] != FILL  # (dates, y, x)
+                stack = np.where(seen, np.stack([truth[times[i]][b] for i in window]), np.nan)
+                with warnings.catch_warnings():  # all-NaN pixels: no observation in the window
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    expected = np.nanmedian(stack, axis=0)
+                has = seen.any(axis=0)
+                np.testing.assert_array_equal(flag[inside] == 4, has[inside])
+                errors.append(np.abs(ds[b].values[k] - expected)[has & inside])
+    errors = np.concatenate(errors)
+    assert n_steps >= 7 and errors.size > 100_000
+    assert np.median(errors) < 0.001 and np.percentile(errors, 99) < 0.03, np.percentile(errors, [50, 90, 99, 100])
+
+
+def test_demo_linear_steps_match_the_truth(options_run, tmp_path):
+    """The linear regular product of the options run's observations (made here) against
+    the generator's truth interpolated in time the same way, at each pixel between its
+    observed dates: the observation error only."""
+    import glob
+
+    from conftest import OPTIONS, demo_truth_images
+
+    obs = demo_observations(options_run)
+    times = obs.time.values
+    truth = demo_truth_images(options_run, times)
+    inside = np.load(options_run / "1" / "aoi" / "inside.npy").astype(bool)
+    cfg = {**OPTIONS, "bands": BANDS, "regular": {"step_days": 7, "method": "linear"}}
+    cfg["gapfill"] = {"fill_ends": True, "max_gap_days": None}
+    out = tmp_path / "linear_7d.nc"
+    stores = sorted(glob.glob(str(options_run / "1" / "mask" / "*.zarr")))
+    regular(stores, options_run / "1" / "manifest.json", cfg, out)
+    t_s = (times - times[0]) / np.timedelta64(1, "s")
+    errors = []
+    with xr.open_dataset(out) as ds:
+        for k, s in enumerate(ds.time.values):
+            ts = (s - times[0]) / np.timedelta64(1, "s")
+            interior = ds.flag.values[k] == 2
+            for b in BANDS:
+                seen = obs[b].values != FILL
+                # previous / next observed date of each pixel, and the truth there
+                before = np.where(seen & (t_s[:, None, None] <= ts), np.arange(len(times))[:, None, None], -1).max(0)
+                after = np.where(seen & (t_s[:, None, None] >= ts), np.arange(len(times))[:, None, None], 99).min(0)
+                sel = interior & inside & (before >= 0) & (after < 99)
+                tr = np.stack([truth[t][b] for t in times])
+                y0 = np.take_along_axis(tr, before.clip(0)[None], 0)[0]
+                y1 = np.take_along_axis(tr, after.clip(max=len(times) - 1)[None], 0)[0]
+                w = np.where(
+                    after > before,
+                    (ts - t_s[before.clip(0)]) / (t_s[after.clip(max=len(times) - 1)] - t_s[before.clip(0)]),
+                    0.0,
+                )
+                expected = y0 + (y1 - y0) * w
+                errors.append(np.abs(ds[b].values[k] - expected)[sel])
+    errors = np.concatenate(errors)
+    assert errors.size > 100_000
+    assert np.median(errors) < 0.002 and np.percentile(errors, 99) < 0.03, np.percentile(errors, [50, 90, 99, 100])
