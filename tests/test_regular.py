@@ -429,3 +429,13 @@ def test_demo_linear_steps_match_the_truth(options_run, tmp_path):
     errors = np.concatenate(errors)
     assert errors.size > 100_000
     assert np.median(errors) < 0.002 and np.percentile(errors, 99) < 0.03, np.percentile(errors, [50, 90, 99, 100])
+
+
+def test_demo_run_lists_the_regular_product(options_run):
+    """The run's closing summary (s2ts.outputs) names the regular product with the NetCDF."""
+    err = (options_run / "snakemake.stderr").read_text()
+    nc = options_run / "1" / "1_2022-01-01_2022-04-01.nc"
+    assert f"    NetCDF  {nc}\n    regular {nc.with_name('1_2022-01-01_2022-04-01_10d.nc')}\n" in err
+    bench = (options_run / "benchmarks" / "summary.csv").read_text()
+    assert "\n1,regular,1," in bench  # the stage's benchmark is in the summary, after netcdf
+    assert bench.index(",netcdf,") < bench.index(",regular,") < bench.index(",figures,")
