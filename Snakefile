@@ -2,7 +2,8 @@
 # Stages (one rule file each in workflow/rules, one script each in scripts/, one
 # module each in s2ts/, one test file each in tests/, all sharing the stage's name):
 #   demo_catalog -> aoi_grid -> stac_manifest (checkpoint) -> per-date stages -> per-AOI outputs
-#   -> figures (and csv_export) per AOI -> benchmark_summary; `snakemake --report report.html`
+#   -> figures (and csv_export, and with `regular` the regular product) per AOI -> benchmark_summary;
+#   `snakemake --report report.html`
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -23,6 +24,7 @@ include: "workflow/rules/offset_fix.smk"
 include: "workflow/rules/mask.smk"
 include: "workflow/rules/gapfill.smk"
 include: "workflow/rules/netcdf.smk"
+include: "workflow/rules/regular.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/csv_export.smk"
 include: "workflow/rules/benchmark_summary.smk"

@@ -32,6 +32,7 @@ STAGE_ORDER = [
     "mask",
     "gapfill",
     "netcdf",
+    "regular",
     "figures",
     "csv_export",
 ]

@@ -133,7 +133,8 @@ def _fill_defaults(config: dict, schema: dict) -> None:
     for name, sub in schema.get("properties", {}).items():
         if name not in config and "default" in sub:
             config[name] = copy.deepcopy(sub["default"])
-        if isinstance(config.get(name), dict) and sub.get("type") == "object":
+        kinds = sub.get("type")
+        if isinstance(config.get(name), dict) and "object" in (kinds if isinstance(kinds, list) else [kinds]):
             _fill_defaults(config[name], sub)
 
 
@@ -159,6 +160,8 @@ def check_config(config: dict, schema: dict | None = None) -> dict:
     if errors:
         raise UserError(_message(errors[0], schema))
     _fill_defaults(config, schema)
+    if config.get("regular", 0) is None:  # `regular: null` switches it off, as when absent
+        del config["regular"]
 
     start = _parse_date(config["dates"]["start"], "dates.start")
     end = _parse_date(config["dates"]["end"], "dates.end")
@@ -182,9 +185,27 @@ def check_config(config: dict, schema: dict | None = None) -> dict:
             "classification band such as SCL (its classes mark clouds, shadows and no data), not a reflectance "
             "band. Set mask.band: SCL."
         )
+    check_indices(config["indices"], config["bands"])
     check_grid_crs(config["grid"]["crs"])
     check_results(config["results"])
     return config
+
+
+def check_indices(indices, bands) -> None:
+    """Every index's two bands must be in ``bands``: one message naming each index,
+    the band it lacks and the fix."""
+    from s2ts.indices import INDICES, missing_bands
+
+    lacking = missing_bands(indices, bands)
+    if not lacking:
+        return
+    needed = list(dict.fromkeys(b for lack in lacking.values() for b in lack))
+    what = "; ".join(f"{name} = {INDICES[name].formula} needs {', '.join(lack)}" for name, lack in lacking.items())
+    fixed = list(bands) + needed
+    raise UserError(
+        f"indices: {what}, not in bands [{', '.join(bands)}]. Add {' and '.join(needed)} to bands "
+        f"(bands: [{', '.join(fixed)}]) or remove {', '.join(lacking)} from indices."
+    )
 
 
 def check_results(results: str) -> None:

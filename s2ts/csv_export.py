@@ -10,7 +10,9 @@ time order then raster order (row by row from the north-west corner)::
 ``time`` is the acquisition time (UTC, whole seconds), ``x``/``y`` the pixel
 centre in the grid's CRS (metres), bands the surface reflectance (DN x 0.0001,
 4 decimals, offset already removed; an empty field where the value is missing),
-``flag`` as in the NetCDF (0 missing, 1 observed, 2 interpolated, 3 end-filled).
+the NetCDF's spectral indices (config ``indices``: NDWI, NDVI, ...) after the bands,
+6 decimals (empty where undefined), ``flag`` as in the NetCDF (0 missing, 1
+observed, 2 interpolated, 3 end-filled).
 Written gzip-compressed when the name ends in ``.gz``, under a temporary name
 renamed into place. Read it back with ``pandas.read_csv(path)``.
 """
@@ -45,7 +47,10 @@ def csv_export(nc_path, inside_npy, out_path, compresslevel: int = 4) -> int:
         v = nc.variables
         if "flag" not in v or "time" not in v:
             raise UserError(f"csv_export: {nc_path} is not a workflow NetCDF (no flag/time): rerun the netcdf rule.")
-        bands = [name for name, var in v.items() if var.dimensions == ("time", "y", "x") and name != "flag"]
+        gridded = [name for name, var in v.items() if var.dimensions == ("time", "y", "x") and name != "flag"]
+        # reflectance: packed int16 DN (scale_factor); indices: float32 as they are
+        bands = [name for name in gridded if v[name].dtype.kind in "iu"]
+        indices = [name for name in gridded if v[name].dtype.kind == "f"]
         times = np.asarray(v["time"][:], dtype=np.float64).astype(np.int64)
         x = np.asarray(v["x"][:], dtype=np.float64)
         y = np.asarray(v["y"][:], dtype=np.float64)
@@ -53,14 +58,14 @@ def csv_export(nc_path, inside_npy, out_path, compresslevel: int = 4) -> int:
         if inside.shape != (len(y), len(x)):
             raise UserError(f"csv_export: {inside_npy} is {inside.shape}, the NetCDF grid {(len(y), len(x))}.")
         # whole cube per band (int16, all dates): the NetCDF's chunks hold all dates
-        cube = {b: np.asarray(v[b][:]) for b in bands}
+        cube = {b: np.asarray(v[b][:]) for b in bands + indices}
         flag = np.asarray(v["flag"][:]).view(np.uint8)
     finally:
         nc.close()
 
     xx, yy = np.meshgrid(x, y)
     static = np.column_stack([xx.ravel(), yy.ravel(), inside.ravel().astype(np.float64)])
-    header = ",".join(["time", "x", "y", "inside", *bands, "flag"]) + "\n"
+    header = ",".join(["time", "x", "y", "inside", *bands, *indices, "flag"]) + "\n"
     rows = 0
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,10 +84,12 @@ def csv_export(nc_path, inside_npy, out_path, compresslevel: int = 4) -> int:
                 for b in bands:
                     d = cube[b][i].ravel()
                     cols.append(np.where(d == FILL_INT16, np.nan, d * SCALE)[:, None])
+                for name in indices:
+                    cols.append(cube[name][i].ravel().astype(np.float64)[:, None])
                 cols.append(flag[i].ravel()[:, None].astype(np.float64))
                 table = np.hstack(cols)
                 buf = io.BytesIO()
-                fmt = ",".join([f"{when},%.1f,%.1f,%d", *(["%.4f"] * len(bands)), "%d"])
+                fmt = ",".join([f"{when},%.1f,%.1f,%d", *(["%.4f"] * len(bands)), *(["%.6f"] * len(indices)), "%d"])
                 np.savetxt(buf, table, fmt=fmt, delimiter=",")
                 f.write(buf.getvalue().replace(b",nan", b","))
                 rows += table.shape[0]
@@ -90,7 +97,7 @@ def csv_export(nc_path, inside_npy, out_path, compresslevel: int = 4) -> int:
         finally:
             f.close()
             raw.close()
-    log.info("wrote %s: %d rows, bands %s", out_path, rows, ",".join(bands))
+    log.info("wrote %s: %d rows, bands %s", out_path, rows, ",".join(bands + indices))
     return rows
 
 

@@ -33,6 +33,17 @@ Per AOI, from the workflow's own products (never recomputed from the catalog):
 ``data_quality.png``
     Per date: the polygon's valid fraction (NetCDF ``valid_fraction``) and the
     ``eo:cloud_cover`` of the date's items (manifest.csv), as bar plots.
+``index_series.png`` (with ``indices``)
+    Each spectral index of the NetCDF (NDWI, NDVI, ...) at the same points as
+    ``pixel_series.png``: the gap-filled series as a line, observed dates as
+    dots, filled dates as open circles; with ``regular``, the regular product's
+    index at its steps as squares.
+``regular_series.png`` (with ``regular``)
+    The regular product (``<aoi>_<start>_<end>_<N>d.nc``) at the same points: B08
+    reflectance at the steps (squares coloured by their flag: interpolated,
+    end-filled, median; missing steps as grey ticks; a median is drawn at the
+    middle of its window, with a bar over the window) over the observations kept
+    by the mask (dots) and the gap-filled series (line).
 
 The gap-filled cube is read once, in spatial windows with all dates (the
 NetCDF's chunk layout); large grids are subsampled for the images (never for
@@ -195,6 +206,37 @@ def _as_datetime64(seconds) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- inputs
+def index_names(nc) -> list[str]:
+    """The spectral index variables of a workflow NetCDF (s2ts.indices), in file order."""
+    from s2ts.indices import INDICES
+
+    return [n for n, v in nc.variables.items() if n in INDICES and v.dimensions == ("time", "y", "x")]
+
+
+def read_point_series(path, names, pixels: list[tuple[int, int]]) -> dict:
+    """``{name: (time, point) floats}`` of a NetCDF's variables at ``(row, col)``
+    pixels (int16 DN with NaN for -32768; floats as stored; flag as uint8), and
+    ``"time"`` in seconds."""
+    import netCDF4
+
+    with netCDF4.Dataset(path) as nc:
+        nc.set_auto_maskandscale(False)
+        v = nc.variables
+        out = {"time": np.asarray(v["time"][:], dtype=np.float64).astype(np.int64)}
+        for name in names:
+            cols = [np.asarray(v[name][:, r, c]) for r, c in pixels]
+            a = np.stack(cols, axis=1) if cols else np.zeros((len(out["time"]), 0))
+            if name == "flag":
+                out[name] = a.view(np.uint8)
+            elif a.dtype.kind in "iu":
+                f = a.astype(np.float64)
+                f[a == FILL_INT16] = np.nan
+                out[name] = f
+            else:
+                out[name] = a.astype(np.float64)
+    return out
+
+
 class Cube:
     """The AOI's NetCDF (gap-filled, DN int16) read with netCDF4, no auto scaling."""
 
@@ -217,6 +259,7 @@ class Cube:
         vf = np.asarray(v["valid_fraction"][:], dtype=np.float64) if "valid_fraction" in v else None
         self.valid_fraction = None if vf is None else np.where(vf < 0, np.nan, vf)
         self.source_items = [str(s) for s in v["source_items"][:]] if "source_items" in v else [""] * len(self.times)
+        self.indices = index_names(self.nc)
 
     def band_window(self, name, ys, xs) -> np.ndarray:
         return np.asarray(self.nc.variables[name][:, ys, xs])
@@ -498,6 +541,105 @@ def plot_pixel_series(series: list[dict], times, out_png, aoi: str) -> None:
     plt.close(fig)
 
 
+INDEX_COLOURS = {"NDWI": "tab:blue", "NDVI": "tab:green", "MNDWI": "tab:cyan", "NDMI": "tab:brown"}
+REGULAR_STYLE = {  # regular product flag -> (colour, label)
+    1: ("black", "observed at the step"),
+    2: ("tab:orange", "interpolated"),
+    3: ("tab:purple", "end-filled"),
+    4: ("tab:red", "median of the step's observations"),
+}
+
+
+def _point_title(s: dict) -> str:
+    where = "" if s["inside"] else ", OUTSIDE the polygon"
+    return f"pixel row {s['row']}, column {s['col']} (lon {s['lon']:.5f}, lat {s['lat']:.5f}{where})"
+
+
+def plot_index_series(points: list[dict], times, indices: dict, flag, out_png, aoi: str, regular=None) -> None:
+    """Each index at each point: ``indices`` ``{name: (time, point)}`` from the NetCDF,
+    ``flag`` ``(time, point)``; ``regular``: the regular product's series
+    (:func:`read_point_series`) or None."""
+    plt = _mpl()
+    t = _as_datetime64(times)
+    n = len(points)
+    fig, axes = plt.subplots(n, 1, figsize=(12, 2.9 * n + 0.8), sharex=True, squeeze=False)
+    for k, (ax, s) in enumerate(zip(axes[:, 0], points)):
+        obs = flag[:, k] == OBSERVED
+        filled = np.isin(flag[:, k], (INTERPOLATED, END_FILLED))
+        for name, values in indices.items():
+            colour = INDEX_COLOURS.get(name, None)
+            v = values[:, k]
+            (line,) = ax.plot(t, v, "-", color=colour, lw=1.0, label=f"{name} (gap-filled NetCDF)")
+            colour = line.get_color()
+            ax.plot(t[obs], v[obs], "o", color=colour, ms=3.5, label=f"{name}, observed date")
+            ax.plot(t[filled], v[filled], "o", mfc="none", mec=colour, ms=4.5, label=f"{name}, filled date")
+            if regular is not None and name in regular:
+                rt = _as_datetime64(regular["plot_time"])
+                ax.plot(rt, regular[name][:, k], "s", color=colour, ms=4, alpha=0.6, label=f"{name}, regular steps")
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.set_ylabel("index")
+        ax.set_title(_point_title(s), fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    formulas = "; ".join(f"{name} = {_formula(name)}" for name in indices)
+    fig.suptitle(f"AOI {aoi}: spectral indices at {n} pixel(s): {formulas}", fontsize=10)
+    rows = -(-len(labels) // 4)
+    fig.tight_layout(rect=(0, min(0.3, 0.035 * rows + (0.04 if n > 1 else 0.08)), 1, 0.97))
+    fig.savefig(out_png, dpi=DPI)
+    plt.close(fig)
+
+
+def _formula(name: str) -> str:
+    from s2ts.indices import INDICES
+
+    return INDICES[name].formula
+
+
+def plot_regular_series(
+    points: list[dict], times, masked, gapfilled, regular: dict, settings: dict, out_png, aoi: str
+) -> None:
+    """B08 at each point: the observations kept by the mask and the gap-filled
+    series (DN, ``(time, point)``), and the regular product at its steps, coloured
+    by flag."""
+    plt = _mpl()
+    t = _as_datetime64(times)
+    rt = _as_datetime64(regular["plot_time"])
+    n = len(points)
+    median = settings.get("method") == "median"
+    window = np.timedelta64(int(settings.get("step_days", 0)) * 86400, "s")
+    fig, axes = plt.subplots(n, 1, figsize=(12, 2.9 * n + 0.8), sharex=True, squeeze=False)
+    for k, (ax, s) in enumerate(zip(axes[:, 0], points)):
+        ax.plot(t, gapfilled[:, k] / 1e4, "-", color="0.55", lw=1.0, label="gap-filled (NetCDF)")
+        ax.plot(t, masked[:, k] / 1e4, "o", color="tab:green", ms=3.5, label="observed (kept by the mask)")
+        rv, rf = regular["B08"][:, k] / 1e4, regular["flag"][:, k]
+        if median:  # each median covers its window: a bar from the step to the next
+            ax.hlines(rv, rt - window / 2, rt + window / 2, color="tab:red", lw=1.2, alpha=0.6)
+        else:
+            ax.plot(rt, rv, "-", color="black", lw=0.8, alpha=0.5)
+        for code, (colour, label) in REGULAR_STYLE.items():
+            sel = rf == code
+            if sel.any():
+                ax.plot(rt[sel], rv[sel], "s", color=colour, ms=4.5, label=f"regular step: {label}")
+        gone = rf == MISSING
+        if gone.any():
+            lo = np.nanmin(masked[:, k] / 1e4) if np.isfinite(masked[:, k]).any() else 0.0
+            ax.plot(rt[gone], np.full(gone.sum(), lo), "|", color="0.4", ms=9, label="regular step: missing")
+        ax.set_ylabel("B08 reflectance")
+        ax.set_title(_point_title(s), fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    how = settings.get("method", "linear")
+    fig.suptitle(
+        f"AOI {aoi}: regular product, {settings.get('step_days')}-day steps ({how}), B08 (NIR) at {n} pixel(s)",
+        fontsize=11,
+    )
+    fig.tight_layout(rect=(0, 0.08 if n > 1 else 0.14, 1, 0.97))
+    fig.savefig(out_png, dpi=DPI)
+    plt.close(fig)
+
+
 def plot_sandbank(rows: list[dict], out_png, aoi: str, ndwi_threshold: float, ndvi_max: float) -> None:
     plt = _mpl()
     t = np.array([np.datetime64(r["datetime"].replace("Z", "")) for r in rows])
@@ -591,9 +733,11 @@ def figures(
     ndwi_threshold: float = 0.0,
     ndvi_max: float = 0.2,
     gif_max_frames: int = 60,
+    regular_nc=None,
 ) -> list[dict]:
     """Write the AOI's figures (keys of ``out``: false_colour, false_colour_gif,
-    pixel_series, sandbank_csv, sandbank_png, data_quality); return the sandbank rows."""
+    pixel_series, sandbank_csv, sandbank_png, data_quality; index_series when the
+    NetCDF has indices, regular_series with ``regular_nc``); return the sandbank rows."""
     grid_doc = json.loads(Path(grid_json).read_text())
     grid = grid_doc["grid"]
     aoi = str(grid_doc.get("id", Path(nc_path).parent.name))
@@ -716,6 +860,37 @@ def figures(
         plot_pixel_series(series, times, out["pixel_series"], aoi)
         log.info("wrote %s (%d points)", out["pixel_series"], len(series))
 
+        # spectral indices and the regular product at the same points
+        regular = None
+        if regular_nc is not None:
+            import netCDF4
+
+            with netCDF4.Dataset(regular_nc) as rnc:
+                names = ["B08", "flag", *index_names(rnc)]
+                settings = json.loads(getattr(rnc, "regular", "{}"))
+            regular = read_point_series(regular_nc, names, pix)
+            # a median step stands for its window [step, step + N days): drawn at the window's middle
+            half = int(settings.get("step_days", 0)) * 43200 if settings.get("method") == "median" else 0
+            regular["plot_time"] = regular["time"] + half
+        if "index_series" in out:
+            if not cube.indices:
+                raise UserError(
+                    f"figures: {nc_path} has no spectral index: the NetCDF was made without 'indices'; rerun the "
+                    "workflow so the netcdf rule is redone."
+                )
+            at = read_point_series(nc_path, [*cube.indices, "flag"], pix)
+            indices = {name: at[name] for name in cube.indices}
+            plot_index_series(series, times, indices, at["flag"], out["index_series"], aoi, regular)
+            log.info("wrote %s (%s at %d points)", out["index_series"], ",".join(cube.indices), len(series))
+        if "regular_series" in out:
+            if regular is None:
+                raise UserError("figures: regular_series asked for without the regular product (regular_nc).")
+            gapfilled = np.stack([s["gapfilled"] for s in series], axis=1)
+            plot_regular_series(
+                series, times, stage_series["masked"], gapfilled, regular, settings, out["regular_series"], aoi
+            )
+            log.info("wrote %s (%d steps at %d points)", out["regular_series"], len(regular["time"]), len(series))
+
         # data quality
         by_id, by_date = read_manifest_cloud_cover(manifest_csv)
         covers = []
@@ -739,10 +914,8 @@ def figures(
 
 
 def figures_from_snakemake(smk) -> None:
-    out = {
-        k: getattr(smk.output, k)
-        for k in ("false_colour", "false_colour_gif", "pixel_series", "sandbank_csv", "sandbank_png", "data_quality")
-    }
+    names = ("false_colour", "false_colour_gif", "pixel_series", "sandbank_csv", "sandbank_png", "data_quality")
+    out = {k: getattr(smk.output, k) for k in (*names, "index_series", "regular_series") if hasattr(smk.output, k)}
     figures(
         nc_path=smk.input.nc,
         tiles=list(smk.input.tiles),
@@ -758,4 +931,5 @@ def figures_from_snakemake(smk) -> None:
         ndwi_threshold=float(smk.params.ndwi_threshold),
         ndvi_max=float(smk.params.ndvi_max),
         gif_max_frames=int(smk.params.gif_max_frames),
+        regular_nc=getattr(smk.input, "regular", None),
     )

@@ -1,18 +1,33 @@
-"""Gap-fill stage: linear interpolation in time, weighted by the real acquisition times.
+"""Gap-fill stage: interpolation in time, weighted by the real acquisition times.
 
 Input: the AOI's masked batch stores (int16 reflectance DN, missing = -32768).
 Output: one store ``gapfill.zarr`` with, per band, a ``(time, y, x)`` int16 cube
 (fill -32768) and a ``flag`` ``(time, y, x)`` uint8 cube, plus the per-date
 records (``valid_fraction``, ``item_records``, ``offset_correction``).
 
-Method, per pixel and band (:func:`gapfill_series`):
+Method (``gapfill.method``), per pixel and band (:func:`gapfill_series`), for a
+missing value at time ``t`` between the previous observation ``(t0, v0)`` and the
+next one ``(t1, v1)``, ``t`` the acquisition times in seconds (a 5-day gap and a
+50-day gap weigh differently, unlike an index-based interpolation, and unlike the
+original package whose ``interpolate_na()`` without ``dim`` silently did nothing,
+leaving a back/forward fill):
 
-* a missing value at time ``t`` between the previous observation ``(t0, v0)``
-  and the next one ``(t1, v1)`` becomes ``rint(v0 + (v1 - v0) * (t - t0) / (t1 - t0))``
-  with ``t`` the acquisition times in seconds: a 5-day gap and a 50-day gap weigh
-  differently (unlike an index-based interpolation, and unlike the original
-  package whose ``interpolate_na()`` without ``dim`` silently did nothing, leaving
-  a back/forward fill);
+* ``linear`` (the default): ``rint(v0 + (v1 - v0) * (t - t0) / (t1 - t0))``;
+* ``nearest``: the observation nearest in time, ``v0`` if ``t - t0 <= t1 - t``
+  (a tie goes to the earlier observation), else ``v1``;
+* ``pchip``: the monotone piecewise cubic Hermite interpolant of Fritsch and
+  Carlson through the pixel's observations, exactly as
+  ``scipy.interpolate.PchipInterpolator`` (derivatives: the weighted harmonic mean
+  of the two neighbouring slopes, 0 at a local extremum; at the first and last
+  observation scipy's one-sided three-point estimate; a series of two observations
+  is linear), rounded to the nearest DN. It never leaves ``[min(v0, v1),
+  max(v0, v1)]`` (no overshoot). The value at ``t`` depends on the two
+  observations bracketing it and the one before and after them, so it is
+  vectorised like ``linear`` (:func:`_pchip_values`), never a scipy object per
+  pixel. ``tests/test_gapfill.py`` checks it against scipy's PchipInterpolator;
+
+and, for every method:
+
 * with ``fill_ends``, values before the first observation get the first
   observation (backward fill) and values after the last get the last (forward
   fill);
@@ -24,8 +39,8 @@ Method, per pixel and band (:func:`gapfill_series`):
   most ``max_gap_days`` from the nearest (first or last) observation;
 * a pixel without any observation stays missing.
 
-``flag``: 0 missing, 1 observed, 2 interpolated, 3 end-filled (nearest
-observation copied). The bands of a masked store normally share their missing
+``flag``: 0 missing, 1 observed, 2 interpolated (filled between two observations
+by the method), 3 end-filled (nearest observation copied). The bands of a masked store normally share their missing
 pixels (one cloud mask); should they differ, the stored flag is the least
 trustworthy state over the bands, in the order missing > end-filled >
 interpolated > observed.
@@ -55,6 +70,7 @@ from s2ts.zarr_io import CHUNK, FILL_INT16
 log = logging.getLogger("gapfill")
 
 MISSING, OBSERVED, INTERPOLATED, END_FILLED = 0, 1, 2, 3
+METHODS = ("linear", "nearest", "pchip")
 FLAG_VALUES = [MISSING, OBSERVED, INTERPOLATED, END_FILLED]
 FLAG_MEANINGS = "missing observed interpolated end_filled"
 DAY = 86400.0
@@ -68,16 +84,23 @@ _UNRANK = np.array([OBSERVED, INTERPOLATED, END_FILLED, MISSING], dtype=np.uint8
 
 
 def gapfill_series(
-    values: np.ndarray, times, fill_ends: bool = True, max_gap_days: float | None = None, inplace: bool = False
+    values: np.ndarray,
+    times,
+    fill_ends: bool = True,
+    max_gap_days: float | None = None,
+    method: str = "linear",
+    inplace: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill the missing values (-32768) of int16 series along the first axis.
 
     ``values``: int16 ``(T, ...)``; ``times``: ``(T,)`` acquisition times in
-    seconds, strictly increasing. Returns ``(filled, flag)``: int16 of the same
-    shape (still -32768 where nothing may be filled) and uint8 flags (0 missing,
-    1 observed, 2 interpolated, 3 end-filled). See the module docstring for the
-    rules.
+    seconds, strictly increasing; ``method``: linear, nearest or pchip. Returns
+    ``(filled, flag)``: int16 of the same shape (still -32768 where nothing may be
+    filled) and uint8 flags (0 missing, 1 observed, 2 interpolated, 3 end-filled).
+    See the module docstring for the rules.
     """
+    if method not in METHODS:
+        raise ValueError(f"gapfill method must be one of {', '.join(METHODS)}, got {method!r}")
     values = np.asarray(values)
     if values.dtype != np.int16:
         raise TypeError(f"gapfill_series expects int16 values (missing = {FILL_INT16}), got {values.dtype}")
@@ -100,11 +123,13 @@ def gapfill_series(
     block = max(1, _BLOCK_ELEMENTS // max(1, n_t))
     for start in range(0, flat.shape[1], block):
         sl = slice(start, start + block)
-        _fill_block(filled[:, sl], flag[:, sl], t, fill_ends, max_gap)
+        _fill_block(filled[:, sl], flag[:, sl], t, fill_ends, max_gap, method)
     return filled.reshape(values.shape), flag.reshape(values.shape)
 
 
-def _fill_block(out: np.ndarray, flag: np.ndarray, t: np.ndarray, fill_ends: bool, max_gap: float | None) -> None:
+def _fill_block(
+    out: np.ndarray, flag: np.ndarray, t: np.ndarray, fill_ends: bool, max_gap: float | None, method: str = "linear"
+) -> None:
     """Fill a 2-D block ``(T, pixels)`` in place: ``out`` int16 values, ``flag`` 1/0 on entry.
 
     Vectorised over pixels: the previous and next observation of every
@@ -138,9 +163,18 @@ def _fill_block(out: np.ndarray, flag: np.ndarray, t: np.ndarray, fill_ends: boo
             keep = (t1 - t0) <= max_gap
             c, i0, i1, t0, t1 = c[keep], i0[keep], i1[keep], t0[keep], t1[keep]
         if c.size:
-            v0 = out[i0, c].astype(np.float64)
-            v1 = out[i1, c].astype(np.float64)
-            out[i, c] = np.rint(v0 + (v1 - v0) * (t[i] - t0) / (t1 - t0)).astype(np.int16)
+            if method == "nearest":  # a tie (t - t0 == t1 - t) goes to the earlier observation
+                src = np.where(t[i] - t0 <= t1 - t[i], i0, i1)
+                out[i, c] = out[src, c]
+            elif method == "pchip":
+                # the observation before the previous one (-1: none) and after the next one (n_t: none)
+                pp = np.where(i0 >= 1, prev[np.maximum(i0 - 1, 0), c], -1)
+                nn = np.where(i1 + 1 < n_t, nxt[np.minimum(i1 + 1, n_t - 1), c], n_t)
+                out[i, c] = _pchip_values(out, c, t, t[i], pp, i0, i1, nn)
+            else:
+                v0 = out[i0, c].astype(np.float64)
+                v1 = out[i1, c].astype(np.float64)
+                out[i, c] = np.rint(v0 + (v1 - v0) * (t[i] - t0) / (t1 - t0)).astype(np.int16)
             flag[i, c] = INTERPOLATED
         if not fill_ends:
             continue
@@ -155,6 +189,56 @@ def _fill_block(out: np.ndarray, flag: np.ndarray, t: np.ndarray, fill_ends: boo
                 flag[i, c] = END_FILLED
 
 
+def _pchip_slope_interior(h_left, h_right, m_left, m_right) -> np.ndarray:
+    """scipy's PCHIP derivative at an interior point: 0 where the slopes on either
+    side differ in sign or one is 0, else their weighted harmonic mean (Brodlie's
+    weights w1 = 2 h_right + h_left, w2 = h_right + 2 h_left)."""
+    w1 = 2 * h_right + h_left
+    w2 = h_right + 2 * h_left
+    flat = (np.sign(m_left) != np.sign(m_right)) | (m_left == 0) | (m_right == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = (w1 + w2) / (w1 / m_left + w2 / m_right)
+    return np.where(flat, 0.0, d)
+
+
+def _pchip_slope_edge(h0, h1, m0, m1) -> np.ndarray:
+    """scipy's PCHIP derivative at the first/last point: the one-sided three-point
+    estimate, 0 if its sign differs from the end slope ``m0``, 3 * m0 if the slopes
+    change sign and it exceeds 3 |m0| (Moler, Numerical Computing with MATLAB 3.6)."""
+    d = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
+    wrong_sign = np.sign(d) != np.sign(m0)
+    too_steep = (np.sign(m0) != np.sign(m1)) & (np.abs(d) > 3 * np.abs(m0))
+    return np.where(wrong_sign, 0.0, np.where(too_steep, 3 * m0, d))
+
+
+def _pchip_values(out, c, t, ti, pp, i0, i1, nn) -> np.ndarray:
+    """PCHIP values (int16) at time ``ti`` of the pixels ``c`` between their
+    observations ``i0`` and ``i1``, with ``pp`` the observation before ``i0`` (-1:
+    none) and ``nn`` the one after ``i1`` (``len(t)``: none): the four points that
+    set the cubic on ``[t[i0], t[i1]]`` in scipy.interpolate.PchipInterpolator."""
+    n_t = len(t)
+    y0 = out[i0, c].astype(np.float64)
+    y1 = out[i1, c].astype(np.float64)
+    t0, t1 = t[i0], t[i1]
+    h = t1 - t0
+    m = (y1 - y0) / h
+    has_pp, has_nn = pp >= 0, nn < n_t
+    ppi, nni = np.maximum(pp, 0), np.minimum(nn, n_t - 1)
+    hp = np.where(has_pp, t0 - t[ppi], 1.0)
+    mp = np.where(has_pp, (y0 - out[ppi, c]) / hp, 0.0)
+    hn = np.where(has_nn, t[nni] - t1, 1.0)
+    mn = np.where(has_nn, (out[nni, c] - y1) / hn, 0.0)
+    # derivative at the previous observation: interior, first of >= 3, or of a 2-point series
+    d0 = np.where(has_pp, _pchip_slope_interior(hp, h, mp, m), np.where(has_nn, _pchip_slope_edge(h, hn, m, mn), m))
+    # derivative at the next observation: interior, last of >= 3, or of a 2-point series
+    d1 = np.where(has_nn, _pchip_slope_interior(h, hn, m, mn), np.where(has_pp, _pchip_slope_edge(h, hp, m, mp), m))
+    s = (ti - t0) / h
+    s2, s3 = s * s, s * s * s
+    v = (2 * s3 - 3 * s2 + 1) * y0 + (s3 - 2 * s2 + s) * h * d0 + (3 * s2 - 2 * s3) * y1 + (s3 - s2) * h * d1
+    # monotone on the interval: the clip only removes floating-point excursions
+    return np.rint(np.clip(v, np.minimum(y0, y1), np.maximum(y0, y1))).astype(np.int16)
+
+
 def combine_flags(flags: list[np.ndarray]) -> np.ndarray:
     """One flag from several bands' flags: the least trustworthy state wins
     (missing > end-filled > interpolated > observed)."""
@@ -164,12 +248,14 @@ def combine_flags(flags: list[np.ndarray]) -> np.ndarray:
     return _UNRANK[rank]
 
 
-def fill_kernel(block: np.ndarray, times, fill_ends: bool = True, max_gap_days: float | None = None):
+def fill_kernel(
+    block: np.ndarray, times, fill_ends: bool = True, max_gap_days: float | None = None, method: str = "linear"
+):
     """:func:`gapfill_series` in xarray.apply_ufunc's layout: ``block`` is int16
     ``(..., band, time)``; returns ``(filled (..., band, time), flag (..., time))``,
     the flag combined over the bands (the least trustworthy state wins)."""
     series = np.ascontiguousarray(np.moveaxis(block, -1, 0))  # (time, ..., band): our own copy
-    filled, flags = gapfill_series(series, times, fill_ends, max_gap_days, inplace=True)
+    filled, flags = gapfill_series(series, times, fill_ends, max_gap_days, method, inplace=True)
     flag = _UNRANK[_RANK[flags].max(axis=-1)]
     return np.moveaxis(filled, 0, -1), np.moveaxis(flag, 0, -1)
 
@@ -239,6 +325,7 @@ def gapfill(
     fill_ends: bool = True,
     max_gap_days: float | None = None,
     threads: int = 1,
+    method: str = "linear",
 ) -> dict:
     """Gap-fill an AOI's masked stores into one ``(time, y, x)`` store; return its attrs.
 
@@ -253,6 +340,8 @@ def gapfill(
     bands = list(bands)
     if not bands:
         raise UserError("gapfill: no band to gap-fill: list at least one band under 'bands' in config.yaml.")
+    if method not in METHODS:
+        raise UserError(f"gapfill.method: {method!r} is not a method: use one of {', '.join(METHODS)}.")
     ds, skipped = read_masked([Path(p) for p in masked_paths])
     absent = [b for b in bands if b not in ds]
     if absent:
@@ -275,7 +364,7 @@ def gapfill(
     filled, flag = xr.apply_ufunc(
         fill_kernel,
         cube,
-        kwargs={"times": times, "fill_ends": fill_ends, "max_gap_days": max_gap_days},
+        kwargs={"times": times, "fill_ends": fill_ends, "max_gap_days": max_gap_days, "method": method},
         input_core_dims=[["band", "time"]],
         output_core_dims=[["band", "time"], ["time"]],
         dask="parallelized",
@@ -287,7 +376,7 @@ def gapfill(
     for name in PER_DATE:
         out[name] = ds[name]
     gap = {
-        "method": "linear",
+        "method": method,
         "time_weighting": "acquisition times",
         "fill_ends": bool(fill_ends),
         "max_gap_days": None if max_gap_days is None else float(max_gap_days),
@@ -304,7 +393,8 @@ def gapfill(
         "skipped_dates": skipped,
     }
     log.info(
-        "gap-filling %d dates x %d x %d pixels, bands %s, in chunks of %d x %d pixels on %d thread(s)",
+        "gap-filling (%s) %d dates x %d x %d pixels, bands %s, in chunks of %d x %d pixels on %d thread(s)",
+        method,
         ds.sizes["time"],
         ds.sizes["y"],
         ds.sizes["x"],
@@ -336,4 +426,5 @@ def gapfill_from_snakemake(smk) -> None:
         fill_ends=bool(smk.params.fill_ends),
         max_gap_days=smk.params.max_gap_days,
         threads=smk.threads,
+        method=str(getattr(smk.params, "method", "linear")),
     )

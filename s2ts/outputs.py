@@ -2,7 +2,7 @@
 
 Config files are layered on top of config.yaml like ``snakemake --configfile``.
 The same summary ends every successful ``snakemake`` run (the ``onsuccess``
-handler in workflow/rules/console.smk): per AOI its NetCDF, CSV export and
+handler in workflow/rules/console.smk): per AOI its NetCDF, regular product, CSV export and
 figures, then the benchmark summary and the report, each listed when it exists.
 """
 
@@ -22,6 +22,8 @@ FIGURES = [
     "sandbank_area.png",
     "sandbank_area.csv",
     "data_quality.png",
+    "index_series.png",  # with `indices`
+    "regular_series.png",  # with `regular`
 ]
 
 
@@ -40,7 +42,12 @@ def merged_config(paths: list[str]) -> dict:
 def aoi_products(results: Path, aoi: str, period: str) -> list[tuple[str, Path]]:
     """(kind, path) of every product of one AOI that exists."""
     d = results / aoi
-    candidates = [("NetCDF", d / f"{aoi}_{period}.nc"), ("CSV", d / f"{aoi}_{period}.csv.gz")]
+    candidates = [("NetCDF", d / f"{aoi}_{period}.nc")]
+    # the regular product(s), <aoi>_<period>_<N>d.nc (config regular)
+    candidates += [
+        ("regular", p) for p in sorted(d.glob(f"{aoi}_{period}_*d.nc")) if p.stem.rsplit("_", 1)[1][:-1].isdigit()
+    ]
+    candidates += [("CSV", d / f"{aoi}_{period}.csv.gz")]
     candidates += [("figure", d / "figures" / name) for name in FIGURES]
     return [(kind, p) for kind, p in candidates if p.exists()]
 

@@ -520,3 +520,61 @@ def demo_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("demo") / "results"
     run_workflow(results, ROOT / "config" / "demo.yaml")
     return results
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail any attempt to open a network connection (the CF checker must run offline)."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
+
+
+# ------------------------------------------------------------------ the options of issue 15
+#: every option of issue 15 on, over a short demo period (dates with cloud edges,
+#: both sides of the 2022-01-25 baseline change)
+OPTIONS = {
+    "dates": {"start": "2022-01-01", "end": "2022-04-01"},
+    "indices": ["NDWI", "NDVI"],
+    "regular": {"step_days": 10, "method": "median"},
+    "mask": {"dilate_m": 80},
+    "gapfill": {"method": "pchip"},
+    "export": {"csv": True},
+}
+
+
+def options_demo_run(tmp_path_factory) -> Path:
+    """The workflow on the demo catalog with OPTIONS, results under the session's
+    temporary folder; run once per session (later calls find the marker)."""
+    base = tmp_path_factory.getbasetemp() / "s2ts-options-demo"
+    results, done = base / "results", base / "done"
+    if not done.exists():
+        run_workflow(results, ROOT / "config" / "demo.yaml", overrides={**OPTIONS, "results": str(results)})
+        done.touch()
+    return results
+
+
+@pytest.fixture(scope="session")
+def options_run(tmp_path_factory) -> Path:
+    return options_demo_run(tmp_path_factory)
+
+
+def demo_truth_images(results: Path, times) -> dict:
+    """{acquisition time: {band: reflectance (y, x)}}: the generator's clear-sky truth
+    averaged over each 40 m pixel of AOI 1 (as tests/test_demo_e2e.py compares)."""
+    import xarray as xr
+    from test_demo_e2e import area_truth
+
+    from s2ts.demo_catalog import load_truth
+
+    truth = load_truth(ROOT / "resources" / "demo-catalog")
+    nc = next(p for p in (results / "1").glob("1_*.nc") if p.stem.count("_") == 2)
+    with xr.open_dataset(nc) as ds:
+        x, y = ds.x.values, ds.y.values
+    return {t: area_truth(truth, t, x, y) for t in times}

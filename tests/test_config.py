@@ -40,6 +40,19 @@ def test_default_config_is_the_tutorial_study():
     assert cfg["grid"] == {"crs": "EPSG:3035", "resolution": 40, "max_pixels": 25_000_000}
     assert cfg["mask"]["classes"] == [0, 1, 3, 8, 9, 10]
     assert cfg["gapfill"]["max_gap_days"] is None  # default filled from the schema
+    # the options of issue 15 are off by default: today's outputs unchanged
+    assert cfg["indices"] == [] and "regular" not in cfg
+    assert "regular" not in check_config(with_change("regular", None))  # null: off, as when absent
+    assert cfg["mask"]["dilate_m"] == 0 and cfg["gapfill"]["method"] == "linear"
+
+
+def test_indices_with_their_bands_and_regular_defaults():
+    cfg = with_change("bands", ["B03", "B04", "B08", "B11"])
+    cfg["indices"] = ["NDWI", "NDVI", "MNDWI", "NDMI"]
+    cfg["regular"] = {"step_days": 10}
+    checked = check_config(cfg)
+    assert checked["indices"] == ["NDWI", "NDVI", "MNDWI", "NDMI"]
+    assert checked["regular"] == {"step_days": 10, "method": "linear"}  # the default method filled in
 
 
 @pytest.mark.parametrize(
@@ -66,7 +79,22 @@ def test_default_config_is_the_tutorial_study():
         ("mask.band", "B03", r"mask.band 'B03' is a reflectance band: .* must be a scene classification band"),
         ("mask.band", "B11", r"mask.band 'B11' is a reflectance band: .*not a reflectance band. Set mask.band: SCL"),
         ("offset.since_baseline", "4.0", r"'offset.since_baseline' = '4.0' .* matching"),
-        ("gapfill.method", "cubic", r"'gapfill.method' = 'cubic' .* one of: linear"),
+        ("gapfill.method", "cubic", r"'gapfill.method' = 'cubic' .* one of: linear, nearest, pchip"),
+        # an index needs its two bands: refused before any job, with the fix
+        (
+            "indices",
+            ["NDWI", "NDMI"],
+            r"^indices: NDMI = \(B08 - B11\) / \(B08 \+ B11\) needs B11, not in bands \[B03, B04, B08\]\. "
+            r"Add B11 to bands \(bands: \[B03, B04, B08, B11\]\) or remove NDMI from indices\.$",
+        ),
+        ("indices", ["EVI"], r"'indices\[0\]' = 'EVI' is not allowed: it must be one of: NDWI, NDVI, MNDWI, NDMI"),
+        ("indices", ["NDWI", "NDWI"], r"'indices' has repeated values"),
+        ("regular", {}, r"missing config key 'step_days' under 'regular': it must be an integer >= 1"),
+        ("regular", {"step_days": 0}, r"'regular.step_days' = 0 is not allowed: it must be an integer >= 1"),
+        ("regular", {"step_days": 2.5}, r"'regular.step_days' = 2.5 is not allowed: it must be an integer"),
+        ("regular", {"step_days": 5, "method": "mean"}, r"'regular.method' = 'mean' .* one of: linear, median"),
+        ("regular", {"step": 5}, r"unknown config key 'regular.step'. Did you mean 'step_days'\?"),
+        ("mask.dilate_m", -40, r"'mask.dilate_m' = -40 is not allowed: it must be a number >= 0"),
         ("aoi.path", DELETE, r"missing config key 'path' under 'aoi'"),
         (
             "tiles.batch",
@@ -141,6 +169,12 @@ def run_snakemake(tmp_path, cfg, *args):
         ("grid.resolution", 50000, "ERROR: grid.resolution = 50000 m is larger than polygon '1'"),
         ("grid.resolution", 1, "ERROR: grid.max_pixels: AOI '1' is a grid of 8,248 x 10,314 = 85,069,872 pixels"),
         ("grid.resolution", 0.001, "pixels at 0.001 m in EPSG:3035"),
+        (
+            "indices",
+            ["MNDWI"],
+            "ERROR: indices: MNDWI = (B03 - B11) / (B03 + B11) needs B11, not in bands [B03, B04, B08]. "
+            "Add B11 to bands",
+        ),
     ],
 )
 def test_workflow_stops_before_any_job_with_one_message(tmp_path, path, value, message):

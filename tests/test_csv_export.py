@@ -98,3 +98,53 @@ def test_demo_run_exports_the_netcdf(tmp_path_factory):
     df = pd.read_csv(out)
     check_table(df, nc_values(nc), np.load(results / "1" / "aoi" / "inside.npy"))
     assert "date" in (results / "logs" / "csv_export" / "1.log").read_text()
+
+
+def test_indices_are_columns_with_their_values(tmp_path):
+    """With indices in the NetCDF: one column each after the bands, the index of the
+    pixel's DN by its definition (6 decimals), empty where undefined; the reflectance
+    columns stay DN x 0.0001 (an index is never scaled as a band)."""
+    import yaml
+
+    from s2ts.netcdf import netcdf
+
+    built = build_synthetic(tmp_path)
+    aoi = built["aoi"]
+    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "config.yaml").read_text())
+    config["indices"] = ["NDWI", "NDVI"]
+    nc = tmp_path / "idx.nc"
+    netcdf(aoi / "gapfill.zarr", aoi / "manifest.json", config, nc)
+    with netCDF4.Dataset(nc, "a") as ds:  # one missing B08 value (max_gap_days): NDWI, NDVI undefined there
+        ds.set_auto_maskandscale(False)
+        ds["B08"][0, 0, 0] = -32768
+        ds["NDWI"][0, 0, 0] = ds["NDVI"][0, 0, 0] = np.nan
+    out = tmp_path / "idx.csv"
+    csv_export(nc, aoi / "aoi" / "inside.npy", out)
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["time", "x", "y", "inside", "B03", "B04", "B08", "NDWI", "NDVI", "flag"]
+    v = nc_values(nc)
+    n_t, h, w = v["B08"].shape
+    b03, b04, b08 = (v[b].astype(np.float64) for b in ("B03", "B04", "B08"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ndwi = np.where(b08 == -32768, np.nan, (b03 - b08) / (b03 + b08))
+        ndvi = np.where(b08 == -32768, np.nan, (b08 - b04) / (b08 + b04))
+    for name, expected in (("NDWI", ndwi), ("NDVI", ndvi)):
+        got = df[name].to_numpy().reshape(n_t, h, w)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_allclose(got[~np.isnan(got)], expected[~np.isnan(expected)], atol=5.1e-7)
+    assert np.isnan(df["NDWI"][0]) and out.read_text().splitlines()[1].split(",")[7:9] == ["", ""]
+    np.testing.assert_allclose(df["B03"].to_numpy().reshape(n_t, h, w), b03 * 1e-4, atol=5e-9)
+
+
+def test_options_run_exports_the_indices(tmp_path_factory):
+    from conftest import options_demo_run
+
+    results = options_demo_run(tmp_path_factory)
+    out = results / "1" / "1_2022-01-01_2022-04-01.csv.gz"
+    df = pd.read_csv(out)
+    assert list(df.columns) == ["time", "x", "y", "inside", "B03", "B04", "B08", "NDWI", "NDVI", "flag"]
+    with netCDF4.Dataset(out.with_name("1_2022-01-01_2022-04-01.nc")) as ds:
+        ndwi = np.asarray(ds["NDWI"][:], dtype=np.float64)
+    got = df["NDWI"].to_numpy().reshape(ndwi.shape)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ndwi))
+    np.testing.assert_allclose(got[~np.isnan(got)], ndwi[~np.isnan(ndwi)], atol=5.1e-7)

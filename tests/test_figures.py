@@ -560,3 +560,102 @@ def test_demo_csv_columns_and_partial_dates(short_run):
             float(r["observed_fraction"]) * float(r["polygon_area_km2"]), abs=1e-4
         )
     assert any(float(r["observed_fraction"]) < 0.6 for r in rows)  # the partial swath is there
+
+
+# ---------------------------------------------------------------------------- indices and regular product
+def test_index_and_regular_figures_show_the_scene(tmp_path, synthetic, monkeypatch):
+    """With indices (NDWI, NDVI) and the regular product (10-day medians): index_series.png
+    and regular_series.png are drawn from values that match the scene's definition at the
+    configured points, the forest (row 10, column 47: B03/B04/B08 = 420/300/2400 + 5 DN of
+    texture on every date) and the bank's core (row 25, column 25: dry sand 2150/2450/2850
+    + 4, cloudy on date 2)."""
+    from s2ts.regular import regular
+
+    built, _ = synthetic
+    aoi = built["aoi"]
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config.update(
+        bands=BANDS,
+        indices=["NDWI", "NDVI"],
+        dates={"start": "2022-01-01", "end": "2022-03-01"},
+        regular={"step_days": 10, "method": "median"},
+    )
+    nc = tmp_path / "syn_idx.nc"
+    netcdf(aoi / "gapfill.zarr", aoi / "manifest.json", config, nc)
+    reg = tmp_path / "syn_10d.nc"
+    regular([p.parent for p in built["mask"]], aoi / "manifest.json", config, reg)
+    points = [(10, 47), (25, 25)]
+    to_lonlat = pyproj.Transformer.from_crs(3035, 4326, always_xy=True)
+    lonlat = [list(to_lonlat.transform(X0 + (c + 0.5) * RES, Y0 + (H - r - 0.5) * RES)) for r, c in points]
+    seen = {}
+    draw_index, draw_regular = fig.plot_index_series, fig.plot_regular_series
+
+    def record_index(points_, times, indices, flag, out_png, aoi_, regular_=None):
+        seen["indices"], seen["flag"], seen["regular"] = indices, flag, regular_
+        draw_index(points_, times, indices, flag, out_png, aoi_, regular_)
+
+    def record_regular(points_, times, masked, gapfilled, regular_, settings, out_png, aoi_):
+        seen["settings"] = settings
+        draw_regular(points_, times, masked, gapfilled, regular_, settings, out_png, aoi_)
+
+    monkeypatch.setattr(fig, "plot_index_series", record_index)
+    monkeypatch.setattr(fig, "plot_regular_series", record_regular)
+    out = {
+        k: str(tmp_path / "f" / name)
+        for k, name in (
+            ("false_colour", "false_colour.png"),
+            ("false_colour_gif", "false_colour.gif"),
+            ("pixel_series", "pixel_series.png"),
+            ("sandbank_csv", "sandbank_area.csv"),
+            ("sandbank_png", "sandbank_area.png"),
+            ("data_quality", "data_quality.png"),
+            ("index_series", "index_series.png"),
+            ("regular_series", "regular_series.png"),
+        )
+    }
+    fig.figures(
+        nc_path=nc,
+        tiles=built["tile"],
+        offset_fixed=built["offset_fix"],
+        masked=built["mask"],
+        manifest_csv=aoi / "manifest.csv",
+        manifest_json=aoi / "manifest.json",
+        inside_npy=aoi / "aoi" / "inside.npy",
+        grid_json=aoi / "aoi" / "grid.json",
+        out=out,
+        points=lonlat,
+        regular_nc=reg,
+    )
+    check_png(Path(out["index_series"]), min_bytes=10_000)
+    check_png(Path(out["regular_series"]), min_bytes=10_000)
+    forest = {"B03": 425, "B04": 305, "B08": 2405}
+    sand = {"B03": 2154, "B04": 2454, "B08": 2854}
+    for k, px in enumerate((forest, sand)):
+        ndwi = (px["B03"] - px["B08"]) / (px["B03"] + px["B08"])
+        ndvi = (px["B08"] - px["B04"]) / (px["B08"] + px["B04"])
+        np.testing.assert_allclose(seen["indices"]["NDWI"][:, k], ndwi, rtol=1e-6)
+        np.testing.assert_allclose(seen["indices"]["NDVI"][:, k], ndvi, rtol=1e-6)
+    assert seen["flag"][:, 1].tolist() == [1, 1, 2, 1, 1, 1]  # the cloud over the bank on date 2
+    # 10-day windows from 1 Jan: 5 Jan | 15 Jan | 23, 28 Jan | none (31 Jan - 9 Feb) | 10 Feb | 20 Feb
+    r = seen["regular"]
+    assert r["flag"][:, 0].tolist() == [4, 4, 4, 0, 4, 4]
+    np.testing.assert_array_equal(r["B08"][:, 0], [2405, 2405, 2405, np.nan, 2405, 2405])
+    np.testing.assert_allclose(r["NDVI"][[0, 1, 2, 4, 5], 0], (2405 - 305) / (2405 + 305), rtol=1e-6)
+    assert seen["settings"] == {"method": "median", "step_days": 10}
+
+
+def test_options_run_draws_the_index_and_regular_figures(options_run):
+    """The workflow with indices and the regular product on: the figures rule makes the
+    two extra figures (and a default run does not: FIGURE_FILES of short_run only)."""
+    d = options_run / "1" / "figures"
+    check_png(d / "index_series.png")
+    check_png(d / "regular_series.png")
+    log = (options_run / "logs" / "figures" / "1.log").read_text()
+    assert "index_series.png (NDWI,NDVI at 3 points)" in log
+    assert "regular_series.png (9 steps at 3 points)" in log
+
+
+def test_default_run_has_no_option_figure(short_run):
+    d = short_run / "1" / "figures"
+    assert not (d / "index_series.png").exists() and not (d / "regular_series.png").exists()
+    assert not list((short_run / "1").glob("*d.nc"))

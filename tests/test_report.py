@@ -174,3 +174,32 @@ def test_chromium_path_is_the_documented_one():
     assert "apt-get install -y chromium" in doc and str(CHROMIUM) in doc
     if CHROMIUM.exists():
         assert shutil.which(str(CHROMIUM))
+
+
+def test_report_of_the_options_run_shows_indices_and_regular_product(tmp_path_factory):
+    """With indices and the regular product on, the report embeds the two extra figures
+    with their captions, rendered with the run's configuration."""
+    from conftest import OPTIONS, options_demo_run
+
+    results = options_demo_run(tmp_path_factory)
+    cfg = results / "override.yaml"
+    out = results.parent / "report.html"
+    cmd = [
+        str(VENV_BIN / "snakemake"),
+        "--configfile", str(ROOT / "config" / "demo.yaml"), str(cfg),
+        "--report", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    html = out.read_text(encoding="utf-8")
+    by_name = {Path(k).name: v for k, v in embedded_results(html).items()}
+    for name in ("index_series.png", "regular_series.png"):
+        e = by_name[name]
+        payload = e["data_uri"].split("base64,", 1)[1]
+        assert base64.b64decode(payload) == (results / "1" / "figures" / name).read_bytes()
+    assert "NDWI, NDVI" in by_name["index_series.png"]["caption"]
+    assert "McFeeters" in by_name["index_series.png"]["caption"]
+    assert "steps of 10 days" in by_name["regular_series.png"]["caption"]
+    assert "median" in by_name["regular_series.png"]["caption"]
+    assert OPTIONS["regular"]["step_days"] == 10

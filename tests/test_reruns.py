@@ -274,3 +274,75 @@ def test_stage_script_change_reruns_that_stage_and_downstream(scenario):
     assert_reran(jobs, "offset_fix")
     after = snapshot(wd)
     assert all(after[k] == before[k] for k in before if "/tile/" in k)
+
+
+# Issue 15's options: each reruns exactly what its output depends on.
+def untouched(before, after, parts):
+    keep = [k for k in before if any(p in k for p in parts)]
+    return keep and all(after[k] == before[k] for k in keep)
+
+
+AOIS = ("banc_arguin", "cap_ferret", "dune_du_pilat")
+DERIVED = {"figures", "csv_export", "benchmark_summary", "all"}  # made from the NetCDF (and the regular product)
+
+
+def test_indices_change_redoes_only_the_netcdf(scenario):
+    wd = scenario()
+    before = snapshot(wd)
+    _, jobs = run(wd, config(wd, indices=["NDWI", "NDVI"]))
+    assert_reran(jobs, "netcdf")
+    assert rules_of(jobs) - {"netcdf"} <= DERIVED
+    assert sum(r == "netcdf" for r, _ in jobs) == 3
+    after = snapshot(wd)
+    assert untouched(before, after, ("/tile/", "/offset_fix/", "/mask/", "gapfill.zarr/"))
+    assert all(after[f"{a}/{a}_{START}_{END}.nc"] != before[f"{a}/{a}_{START}_{END}.nc"] for a in AOIS)
+
+
+def test_regular_change_redoes_only_the_regular_product(scenario):
+    """Switching the regular product on makes it (and the figure that shows it); changing
+    its method or step redoes it alone; the NetCDF and every store stay untouched. With
+    the regular product on, changing the indices redoes the NetCDF and the regular product
+    (both hold the indices), still no gap-fill."""
+    wd = scenario()
+    before = snapshot(wd)
+    on = {"regular": {"step_days": 10}}
+    _, jobs = run(wd, config(wd, **on))
+    assert [r for r in DATA if r in rules_of(jobs)] == []
+    assert "regular" in rules_of(jobs) and rules_of(jobs) - {"regular"} <= DERIVED
+    after = snapshot(wd)
+    assert untouched(before, after, ("/tile/", "/offset_fix/", "/mask/", "gapfill.zarr/", f"_{END}.nc"))
+    assert all((wd / "results" / a / f"{a}_{START}_{END}_10d.nc").exists() for a in AOIS)
+    for change in ({"regular": {"step_days": 10, "method": "median"}}, {"regular": {"step_days": 5}}):
+        before = snapshot(wd)
+        _, jobs = run(wd, config(wd, **change))
+        assert [r for r in DATA if r in rules_of(jobs)] == [], change
+        assert sum(r == "regular" for r, _ in jobs) == 3 and rules_of(jobs) - {"regular"} <= DERIVED
+        assert untouched(before, snapshot(wd), ("/mask/", "gapfill.zarr/", f"_{END}.nc"))
+    _, jobs = run(wd, config(wd, regular={"step_days": 5}, indices=["NDWI"]))
+    assert [r for r in DATA if r in rules_of(jobs)] == ["netcdf"]
+    assert sum(r == "regular" for r, _ in jobs) == 3
+
+
+def test_gapfill_method_and_fill_rules_rerun_the_right_products(scenario):
+    """gapfill.method: gap-fill and after, not the regular product (made from the
+    observations); gapfill.max_gap_days: both (the linear regular product honours it)."""
+    wd = scenario()
+    on = {"regular": {"step_days": 10}}
+    run(wd, config(wd, **on))
+    _, jobs = run(wd, config(wd, **on, **{"gapfill.method": "pchip"}))
+    assert_reran(jobs, "gapfill")
+    assert "regular" not in rules_of(jobs)
+    _, jobs = run(wd, config(wd, **on, **{"gapfill.method": "pchip", "gapfill.max_gap_days": 30}))
+    assert_reran(jobs, "gapfill")
+    assert sum(r == "regular" for r, _ in jobs) == 3
+
+
+def test_dilation_change_redoes_mask_and_after_never_a_tile(scenario):
+    wd = scenario()
+    before = snapshot(wd)
+    _, jobs = run(wd, config(wd, **{"mask.dilate_m": 80}))
+    assert_reran(jobs, "mask")
+    after = snapshot(wd)
+    assert untouched(before, after, ("/tile/", "/offset_fix/"))
+    redone = [k for k in before if "/mask/" in k]
+    assert redone and all(after[k] != before[k] for k in redone)

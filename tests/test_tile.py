@@ -415,6 +415,7 @@ def test_overview_choice_against_the_demo_truth(small_demo_catalog):
     assert all(np.median(v) < 0.001 for v in errors.values()), {k: np.median(v) for k, v in errors.items()}
     assert p99["finer"] < p99["matching"] and p99["off"] <= p99["finer"] * 1.05, p99
 
+
 def test_remote_reads_are_kept_in_flight(tmp_path, base):
     """COGs over HTTP (benchmarks/cog_server.py on 127.0.0.1, 50 ms per request): a
     one-thread job keeps tiles.reads_in_flight requests open at once (the server's log

@@ -69,6 +69,8 @@ CATALOG = str(Path(config["demo"]["path"]) / "catalog.json") if DEMO else config
 SIGNING = signing_mode(config["stac"]["signing"], CATALOG)
 BATCH = config["tiles"]["batch"]
 LIGHT_BATCH = config["tiles"]["light_batch"]
+#: the regular product's settings (config `regular`), None when it is off
+REGULAR = config.get("regular") or None
 
 
 # Snakemake 9 path variables: every rule writes under "<results>/..." (config key
@@ -90,10 +92,11 @@ wildcard_constraints:
 
 
 @functools.cache
-def code_digest(stage):
+def code_digest(stage, also=()):
     """Hash of a stage's script and module (s2ts/<stage>.py) or package (every .py
-    file of s2ts/<stage>/, in sorted order, with its name): a params value, so
-    changing the code of a stage reruns that stage and what depends on it
+    file of s2ts/<stage>/, in sorted order, with its name), and of the modules
+    ``also`` (s2ts/<name>.py) whose code makes part of its output: a params value,
+    so changing the code of a stage reruns that stage and what depends on it
     (Snakemake's own `code` trigger sees only the rule's inline code)."""
     h = hashlib.sha1()
     h.update(Path(workflow.basedir, f"scripts/{stage}.py").read_bytes())
@@ -104,13 +107,34 @@ def code_digest(stage):
             h.update(f.read_bytes())
     else:
         h.update(Path(workflow.basedir, f"s2ts/{stage}.py").read_bytes())
+    for name in also:
+        h.update(Path(workflow.basedir, f"s2ts/{name}.py").read_bytes())
     return h.hexdigest()[:16]
 
 
 def data_config():
-    """The configuration the data depend on (recorded in each NetCDF): without the
-    figure and export settings, so changing those does not rewrite the NetCDF."""
-    return {k: v for k, v in config.items() if k not in ("figures", "export")}
+    """The configuration the gap-filled NetCDF depends on (recorded in it, and the
+    netcdf rule's params: exactly what the file holds): without the figure and
+    export settings, and without `regular`, which makes another product, so
+    changing those does not rewrite the NetCDF."""
+    return {k: v for k, v in config.items() if k not in ("figures", "export", "regular")}
+
+
+def regular_config():
+    """The configuration the regular product depends on (recorded in it, and the
+    regular rule's params): the data configuration with `regular`, without
+    gapfill.method (the regular product is made from the observations, never the
+    gap-filled cube) and, for the median, without the gap-fill's end and gap rules."""
+    cfg = {k: v for k, v in config.items() if k not in ("figures", "export", "gapfill")}
+    if REGULAR and REGULAR.get("method", "linear") == "linear":
+        gap = config["gapfill"]
+        cfg["gapfill"] = {"fill_ends": gap["fill_ends"], "max_gap_days": gap["max_gap_days"]}
+    return cfg
+
+
+def regular_nc(aoi):
+    """The regular product of an AOI: <aoi>_<start>_<end>_<N>d.nc."""
+    return f"<results>/{aoi}/{aoi}_<period>_{REGULAR['step_days']}d.nc"
 
 
 def aoi_digest(wildcards):
@@ -221,6 +245,8 @@ def final_outputs(wildcards):
     for aoi in AOIS:
         if manifest_dates(aoi):
             outputs.append(f"<results>/{aoi}/{aoi}_<period>.nc")
+            if REGULAR:
+                outputs.append(regular_nc(aoi))
             outputs.extend(aoi_extra_outputs(aoi))
         else:
             outputs.append(f"<results>/{aoi}/manifest.csv")
@@ -237,6 +263,11 @@ FIGURES = [
     "sandbank_area.csv",
     "data_quality.png",
 ]
+# with `indices`, the indices at the series points; with `regular`, the regular product there
+if config["indices"]:
+    FIGURES.append("index_series.png")
+if REGULAR:
+    FIGURES.append("regular_series.png")
 
 
 def aoi_extra_outputs(aoi):
@@ -247,6 +278,29 @@ def aoi_extra_outputs(aoi):
     if config["export"]["csv"]:
         outputs.append(f"<results>/{aoi}/{aoi}_<period>.csv.gz")
     return outputs
+
+
+def analysis_figures():
+    """The figures of the options: with `indices`, the indices at the series points;
+    with `regular`, the regular product there (report entries 6 and 7)."""
+    out = {}
+    if config["indices"]:
+        out["index_series"] = report(
+            "<results>/{aoi}/figures/index_series.png",
+            caption="../report/index_series.rst",
+            category="Figures",
+            subcategory="AOI {aoi}",
+            labels={"AOI": "{aoi}", "figure": "6 spectral indices at the pixels"},
+        )
+    if REGULAR:
+        out["regular_series"] = report(
+            "<results>/{aoi}/figures/regular_series.png",
+            caption="../report/regular_series.rst",
+            category="Figures",
+            subcategory="AOI {aoi}",
+            labels={"AOI": "{aoi}", "figure": "7 regular time steps at the pixels"},
+        )
+    return out
 
 
 def figures_inputs(wildcards):
@@ -262,6 +316,8 @@ def figures_inputs(wildcards):
         inside=f"<results>/{aoi}/aoi/inside.npy",
         grid=f"<results>/{aoi}/aoi/grid.json",
     )
+    if REGULAR:
+        inputs["regular"] = regular_nc(aoi)
     return inputs
 
 
@@ -277,6 +333,8 @@ def benchmark_files(wildcards):
         for b in light(aoi):
             files.extend(f"{bench}/{stage}/{aoi}/{b}.tsv" for stage in ("offset_fix", "mask"))
         files.extend(f"{bench}/{stage}/{aoi}.tsv" for stage in ("gapfill", "netcdf"))
+        if REGULAR:
+            files.append(f"{bench}/regular/{aoi}.tsv")
         if config["figures"]["enabled"]:
             files.append(f"{bench}/figures/{aoi}.tsv")
         if config["export"]["csv"]:

@@ -25,6 +25,7 @@ STAGES = [
     "mask",
     "gapfill",
     "netcdf",
+    "regular",
     "figures",
     "csv_export",
     "benchmark_summary",

@@ -2,6 +2,7 @@ rule figures:
     input:
         unpack(figures_inputs),
     output:
+        **analysis_figures(),
         false_colour=report(
             "<results>/{aoi}/figures/false_colour.png",
             caption="../report/false_colour.rst",

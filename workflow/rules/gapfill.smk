@@ -15,6 +15,7 @@ rule gapfill:
     params:
         code=code_digest("gapfill"),
         bands=config["bands"],
+        method=config["gapfill"]["method"],
         fill_ends=config["gapfill"]["fill_ends"],
         max_gap_days=config["gapfill"]["max_gap_days"],
     script:

@@ -17,5 +17,6 @@ rule mask:
         code=code_digest("mask"),
         classes=config["mask"]["classes"],
         rule=config["mask"]["rule"],
+        dilate_m=config["mask"]["dilate_m"],
     script:
         "../../scripts/mask.py"

@@ -14,7 +14,7 @@ rule netcdf:
     resources:
         mem_mb=2000,
     params:
-        code=code_digest("netcdf"),
+        code=code_digest("netcdf", also=("indices",)),
         config=data_config(),
     script:
         "../../scripts/netcdf.py"
