@@ -298,19 +298,22 @@ def read_masked(stores):
 
 #: int16 values of one chunk's series (every band and date): a chunk's task holds about
 #: four times this (the chunk, its filled copy, flags, the written output)
-TASK_BYTES = 48 * 2**20
+TASK_BYTES = 96 * 2**20
 
 
 def _rows_per_chunk(height: int, width: int, threads: int, n_values: int = 1) -> int:
-    """Rows of a spatial chunk (``CHUNK`` columns wide): at most ``CHUNK``, few enough
-    that a chunk's ``n_values`` series per pixel (bands x dates) fit :data:`TASK_BYTES`,
-    and on a small grid few enough that every thread has a chunk to fill (a 259 x 207
-    grid is one 512 x 512 chunk otherwise)."""
+    """Rows of a spatial chunk (``CHUNK`` columns wide): ``CHUNK``, or a power-of-two
+    fraction of it (so that a stored chunk splits into whole pieces) small enough that
+    a chunk's ``n_values`` series per pixel (bands x dates) fit :data:`TASK_BYTES`; and
+    on a small grid few enough that every thread has a chunk to fill (a 259 x 207 grid
+    is one 512 x 512 chunk otherwise)."""
     cols = min(width, CHUNK)
+    rows = CHUNK
+    while rows > 1 and 2 * n_values * cols * rows > TASK_BYTES:
+        rows //= 2
     chunks_across = -(-width // CHUNK)
     rows_needed = -(-max(1, int(threads)) // chunks_across)  # rows of chunks for one chunk per thread
-    by_memory = TASK_BYTES // max(1, 2 * n_values * cols)
-    return max(1, min(CHUNK, by_memory, -(-height // rows_needed)))
+    return max(1, min(rows, -(-height // rows_needed)))
 
 
 def _same_grid(a: dict, b: dict) -> bool:

@@ -225,7 +225,8 @@ def test_grid_change_reruns_everything(scenario):
     wd = scenario()
     aois = ("banc_arguin", "cap_ferret", "dune_du_pilat")
     _, jobs = run(wd, config(wd, **{"grid.resolution": 60}))
-    assert_reran(jobs, "aoi_grid")
+    # every stage from the grid on; the search does not depend on the grid: not redone
+    assert [r for r in DATA if r in rules_of(jobs)] == ["aoi_grid"] + DATA[2:]
     assert sum(r == "tile" for r, _ in jobs) == 3 and sum(r == "aoi_grid" for r, _ in jobs) == 3
     for a in aois:  # every date read again: no store of the old grid is kept
         assert f"0 kept from an earlier run, {len(dates_of(wd, a))} to read" in read_log(wd, "tile", a, "2022")

@@ -92,7 +92,16 @@ def test_a_date_skipped_on_read_error_is_said_on_the_terminal(tmp_path, three_da
         "from s2ts.tile import tile_from_snakemake\nrun(smk, tile_from_snakemake)",
         input={"item_files": [str(f) for f, _ in files], "grid": str(grid)},
         output={"tiles": str(tmp_path / "tile" / "2024-06")},
-        params={"bands": ["B03", "B04", "B08"], "mask_band": "SCL", "signing": "none", "on_read_error": "skip"},
+        params={
+            "bands": ["B03", "B04", "B08"],
+            "mask_band": "SCL",
+            "signing": "none",
+            "on_read_error": "skip",
+            "loader": "odc-stac",
+            "overviews": "matching",
+            "reads_in_flight": 8,
+            "code": "c",
+        },
     )
     assert proc.returncode == 0, proc.stderr
     (line,) = proc.stderr.splitlines()
