@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -123,20 +122,6 @@ def the_config() -> dict:
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg["bands"] = BANDS
     return cfg
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Fail any attempt to open a network connection (the checker must run offline)."""
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    return attempts
 
 
 @pytest.fixture(scope="module")
