@@ -1,12 +1,14 @@
 """Date batches: the unit of work of the per-date stages (tile, offset_fix, mask).
 
-``tiles.batch`` is the tile stage's unit: ``date`` (one date per job, the default:
-best for a cluster reading over the network, and every date's read is its own
-job), ``month``, ``year`` or a number N of dates. ``tiles.light_batch`` is the
-unit of the light stages that follow (offset_fix, mask: numpy on local files, a
-few milliseconds per date, where a job's Python start-up costs a hundred times
-more): ``month`` (the default) or ``year`` gather the tile batches by the
-calendar period of their first date, ``tile`` keeps one job per tile batch. A
+``tiles.batch`` is the tile stage's unit: ``auto`` (the default: a year, or a month
+on a large grid: :func:`auto_mode`), ``year``, ``month``, ``date`` or a number N of
+dates. A tile job's imports and set-up cost about a second, and a rerun reads only
+its new or changed dates (the batch folder is Snakemake's ``update()`` kind), so a
+year of a small AOI is one job; a large grid gets months, for parallel jobs and a
+smaller batch folder (Snakemake copies it before a rerun). ``tiles.light_batch`` is
+the unit of the light stages that follow (offset_fix, mask): ``month`` (the
+default) or ``year`` gather the tile batches by the calendar period of their first
+date, never finer than the tile batches; ``tile`` keeps one job per tile batch. A
 light batch is always a union of whole tile batches.
 
 A tile job writes one Zarr store per date, inside its batch folder
@@ -42,6 +44,24 @@ def batch_stores(in_dirs) -> tuple[list, list[dict]]:
     if twice:
         raise ValueError(f"the same date's store is in two batch folders: {twice}")
     return stores, skipped
+
+
+#: pixel-dates one tile batch holds at most with ``tiles.batch: auto``
+AUTO_PIXEL_DATES = 2**28
+#: dates of one AOI in a year and in a month at most: three Sentinel-2 satellites, five
+#: days apart, on overlapping orbits (a solar day per pass)
+DATES_PER = {"year": 150, "month": 13}
+
+
+def auto_mode(pixels: int) -> str:
+    """``tiles.batch: auto`` for a grid of ``pixels``: a year of dates, or a month on a
+    grid too large for a year to fit :data:`AUTO_PIXEL_DATES`, or a date. Decided from
+    the grid alone, never the dates, so that new acquisitions never change the layout
+    of earlier batches (their stores are kept)."""
+    for mode in ("year", "month"):
+        if pixels * DATES_PER[mode] <= AUTO_PIXEL_DATES:
+            return mode
+    return "date"
 
 
 def batch_id(date: str, index: int, mode) -> str:

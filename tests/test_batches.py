@@ -113,3 +113,20 @@ def test_batch_stores_refuse_a_date_in_two_folders(tmp_path):
     _store(tmp_path / "y" / "2022-01-04.zarr", 2)
     with pytest.raises(ValueError, match="same date's store is in two batch folders"):
         batch_stores([tmp_path / "x", tmp_path / "y"])
+
+
+def test_auto_batches_follow_the_grid_size_only():
+    """tiles.batch: auto: a year of dates per tile job on a small grid, a month on a
+    large one, a date on a huge one, so that a batch holds at most AUTO_PIXEL_DATES
+    (150 dates a year, 13 a month at most); never decided from the dates."""
+    from s2ts.batches import AUTO_PIXEL_DATES, auto_mode
+
+    assert auto_mode(259 * 207) == "year"  # the tutorial's grid
+    assert auto_mode(4173 * 4173) == "month"  # 40 km at 10 m
+    assert auto_mode(10000 * 10000) == "date"  # 100 km at 10 m
+    for pixels in (1, 10**5, 10**6, 2 * 10**6, 10**7, 3 * 10**7, 10**9):
+        mode = auto_mode(pixels)
+        per_batch = {"year": 150, "month": 13, "date": 1}[mode]
+        assert mode == "date" or pixels * per_batch <= AUTO_PIXEL_DATES
+        coarser = {"date": "month", "month": "year"}.get(mode)
+        assert coarser is None or pixels * {"year": 150, "month": 13}[coarser] > AUTO_PIXEL_DATES

@@ -11,7 +11,7 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 
 from s2ts.aoi_grid import check_resolution, read_aois
-from s2ts.batches import BATCH_RE, group_dates, light_batches
+from s2ts.batches import BATCH_RE, auto_mode, group_dates, light_batches
 from s2ts.config import check_config, key_source
 from s2ts.errors import UserError
 from s2ts.grid_size import check_grid_size
@@ -36,6 +36,9 @@ def config_layers():
     return layers
 
 
+GRID_PIXELS = {}  # pixels of each AOI's grid (tiles.batch: auto)
+
+
 def check_inputs():
     """Every parse-time check of the configuration and the polygons, before any
     job: one message naming the problem and the fix. Returns the AOIs by id and
@@ -50,6 +53,7 @@ def check_inputs():
     }
     for a in aois.values():
         grid = check_resolution(a, config["grid"]["crs"], config["grid"]["resolution"])
+        GRID_PIXELS[a.id] = int(grid["width"]) * int(grid["height"])
         warning = check_grid_size(a.id, grid, config)
         if warning:
             print(warning, file=sys.stderr)
@@ -186,9 +190,14 @@ def _group(dates, mode):
     return group_dates(list(dates), mode)
 
 
+def batch_mode(aoi):
+    """tiles.batch of one AOI: auto is a year, or a month on a large grid (s2ts.batches)."""
+    return auto_mode(GRID_PIXELS[aoi]) if BATCH == "auto" else BATCH
+
+
 def batches(aoi):
-    """{tile batch: [dates]} of one AOI (tiles.batch: date, month, year or N dates)."""
-    return _group(manifest_dates(aoi), BATCH)
+    """{tile batch: [dates]} of one AOI (tiles.batch: auto, year, month, date or N dates)."""
+    return _group(manifest_dates(aoi), batch_mode(aoi))
 
 
 @functools.cache
@@ -198,10 +207,9 @@ def _light(dates, mode, light_mode):
 
 def light(aoi):
     """{light batch: [tile batches]} of one AOI: the unit of the offset_fix and mask
-    jobs (tiles.light_batch). With tiles.batch: date, one month per job instead of
-    one date: 18,032 -> 8,012 jobs for 10 polygons x 600 dates (snakemake -n 30-31 s
-    -> 16 s, docs/performance.md section 4)."""
-    return _light(manifest_dates(aoi), BATCH, LIGHT_BATCH)
+    jobs (tiles.light_batch): never finer than the tile batches (with tiles.batch:
+    date, a month per job instead of a date: far fewer jobs to plan and start)."""
+    return _light(manifest_dates(aoi), batch_mode(aoi), LIGHT_BATCH)
 
 
 def batch_dirs(aoi, stage):
