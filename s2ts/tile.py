@@ -5,16 +5,18 @@ items in either projection form (``proj:epsg`` as served by the Planetary Comput
 ``proj:code`` as written by pystac >= 1.12): items are normalised to carry both
 (stackstac 0.5.1 reads ``proj:epsg`` only). Each batch is read with one loader call
 for the reflectance bands and one for the mask band, for as many dates as fit in
-:data:`GROUP_BYTES` of memory, with up to ``reads`` reads in flight (a thread pool:
-latency-bound network reads overlap whatever the job's cores; on local files the
-job's own threads).
+:data:`GROUP_BYTES` of memory, with ``tiles.reads_in_flight`` reads in flight on
+remote COGs (one thread pool per job: latency-bound network reads overlap whatever
+the job's cores) and the job's own threads on local files.
 
 * Reflectance bands: resampling ``average`` (no-data 0 excluded), kept uint16,
-  no-data 0. odc-stac reads the COG overview that matches the target resolution:
-  the largest overview whose factor is at most the scale between source and target
-  pixels plus :data:`OVERVIEW_TOLERANCE` (a 40 m grid over 10 m bands reads the 4x
-  overview, even where the grid's projection makes the scale 3.996; odc-stac alone
-  would take the 2x one there). stackstac warps the full-resolution pixels.
+  no-data 0. With ``tiles.overviews: matching`` (the default) odc-stac reads the COG
+  overview that matches the target resolution: the largest overview whose factor is
+  at most the scale between source and target pixels plus
+  :data:`OVERVIEW_TOLERANCE` (a 40 m grid over 10 m bands reads the 4x overview,
+  even where the grid's projection makes the scale 3.996; odc-stac alone would take
+  the 2x one there); ``finer`` reads one level finer, ``off`` the full resolution.
+  stackstac warps the full-resolution pixels.
 * Mask band (SCL): a separate read at full resolution with ``nearest`` only, no
   overviews (a provider's SCL overviews may have been built by averaging, which
   invents classes), so every output class exists in the input. It is read on a grid
@@ -31,7 +33,7 @@ job's own threads).
 
 Incremental: the rule's output folder is ``update()``-flagged, so a rerun finds the
 stores it wrote before. A store is kept when its ``recipe`` (bands, mask band, grid,
-loader, stage code) and its date's ``items_digest`` are unchanged; only the other
+loader, overviews, stage code) and its date's ``items_digest`` are unchanged; only the other
 dates are read. Adding one date to a finished run reads that date's items only.
 """
 
