@@ -260,9 +260,14 @@ def fill_kernel(
     return np.moveaxis(filled, 0, -1), np.moveaxis(flag, 0, -1)
 
 
-def read_masked(stores):
-    """The AOI's masked batch stores as one lazy ``(time, y, x)`` Dataset, in time
-    order, with the records of the dates its tiles skipped."""
+def read_masked(stores, n_bands: int = 1, threads: int = 1, rows: int | None = None, cols: int | None = None):
+    """The AOI's masked batch stores as one lazy ``(time, y, x)`` Dataset in time
+    order, in dask chunks of every date by ``rows`` (default :func:`_rows_per_chunk`)
+    and ``cols`` (default ``CHUNK``) pixels, read straight from the stores (a task reads its pixels' whole series;
+    no rechunking graph, which held pieces of many chunks at once); with the records
+    of the dates its tiles skipped."""
+    import warnings
+
     import xarray as xr
 
     from s2ts.zarr_io import open_dataset
@@ -272,7 +277,13 @@ def read_masked(stores):
             "gapfill: no masked store to gap-fill for this AOI (no acquisition date survived the search "
             "and masking). Widen dates.start/dates.end or raise stac.max_cloud_cover, or drop the AOI."
         )
-    dss = [open_dataset(p, chunks={}) for p in stores]
+    first = [open_dataset(p) for p in stores]  # lazy, no dask: sizes and attributes
+    n_t = sum(d.sizes["time"] for d in first)
+    if rows is None:
+        rows = _rows_per_chunk(first[0].sizes["y"], first[0].sizes["x"], threads, n_bands * n_t)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*separate the stored chunks")  # rows: a fraction of them
+        dss = [open_dataset(p, chunks={"time": -1, "y": rows, "x": cols or CHUNK}) for p in stores]
     grid = dss[0].attrs["grid"]
     for p, d in zip(stores, dss):
         if d.attrs.get("stage") != "mask" or "grid" not in d.attrs:
@@ -345,25 +356,14 @@ def gapfill(
         raise UserError("gapfill: no band to gap-fill: list at least one band under 'bands' in config.yaml.")
     if method not in METHODS:
         raise UserError(f"gapfill.method: {method!r} is not a method: use one of {', '.join(METHODS)}.")
-    ds, skipped = read_masked([Path(p) for p in masked_paths])
+    ds, skipped = read_masked([Path(p) for p in masked_paths], len(bands), threads)
     absent = [b for b in bands if b not in ds]
     if absent:
         raise UserError(
             f"gapfill: band(s) {', '.join(absent)} missing from the masked stores: rerun the per-date rules."
         )
     times = to_seconds(ds["time"].values).astype(np.float64)
-    cube = (
-        ds[bands]
-        .to_dataarray("band")
-        .chunk(
-            {
-                "band": -1,
-                "time": -1,
-                "y": _rows_per_chunk(ds.sizes["y"], ds.sizes["x"], threads, len(bands) * ds.sizes["time"]),
-                "x": CHUNK,
-            }
-        )
-    )
+    cube = ds[bands].to_dataarray("band").chunk({"band": -1, "time": -1})  # spatial chunks as read
     filled, flag = xr.apply_ufunc(
         fill_kernel,
         cube,

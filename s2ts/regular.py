@@ -166,14 +166,14 @@ def regular_dataset(
     if method not in METHODS:
         raise UserError(f"regular.method: {method!r} is not a method: use one of {', '.join(METHODS)}.")
     bands = list(bands)
-    ds, skipped = read_masked([Path(p) for p in masked_paths])
+    ds, skipped = read_masked([Path(p) for p in masked_paths], rows=CHUNK, cols=CHUNK)
     absent = [b for b in bands if b not in ds]
     if absent:
         raise UserError(f"regular: band(s) {', '.join(absent)} missing from the masked stores: rerun the mask rule.")
     steps = step_times(start, end, step_days)
     times = to_seconds(ds["time"].values).astype(np.float64)
     step_s = to_seconds(steps).astype(np.float64)
-    cube = ds[bands].to_dataarray("band").chunk({"band": -1, "time": -1, "y": CHUNK, "x": CHUNK})
+    cube = ds[bands].to_dataarray("band").chunk({"band": -1, "time": -1})  # spatial chunks as read
     values, flag = xr.apply_ufunc(
         regular_kernel,
         cube,

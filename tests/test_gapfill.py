@@ -573,3 +573,47 @@ def test_demo_every_method_against_the_truth(options_run, tmp_path):
             np.where(cubes["pchip"].B08.values == FILL, np.nan, cubes["pchip"].B08.values / 1e4),
             atol=1e-6,
         )
+
+
+def gapfill_peak(tmp_path, n: int, n_t: int = 40, threads: int = 2) -> tuple[int, int]:
+    """(cube bytes, peak Python-traced bytes) of gap-filling a random n x n cube of 2
+    bands, 30 % missing, stored one date per chunk (as a large grid's mask store is)."""
+    from conftest import write_batch_store
+
+    grid = make_grid(n, n)
+    rng = np.random.default_rng(0)
+    start = dt.datetime(2022, 1, 1, 11, tzinfo=dt.UTC)
+    whens = [(start + dt.timedelta(days=5 * i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(n_t)]
+    cubes = {b: rng.integers(0, 5000, (n_t, n, n)).astype(np.int16) for b in ("B03", "B08")}
+    for b in cubes:
+        cubes[b][rng.random(cubes[b].shape) < 0.3] = FILL
+    attrs = {"stage": "mask", "grid": grid, "bands": ["B03", "B08"]}
+    p = write_batch_store(tmp_path / f"m{n}.zarr", grid, cubes, attrs, whens, valid_fraction=[0.7] * n_t)
+    cube_bytes = sum(c.nbytes for c in cubes.values())
+    del cubes
+    tracemalloc.start()
+    try:
+        gapfill([p], tmp_path / f"g{n}.zarr", ["B03", "B08"], threads=threads)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (open_dataset(tmp_path / f"g{n}.zarr")["flag"].values[:, ::9, ::9] > 0).mean() > 0.99
+    return cube_bytes, peak
+
+
+def test_memory_does_not_grow_with_the_cube(tmp_path, monkeypatch):
+    """A cube larger than memory completes: from a 384 x 384 to a 768 x 768 cube (40
+    dates, 2 bands; 23.6 -> 94.4 MB of int16) stored one date per 128-pixel chunk, the
+    peak of Python-traced memory grows by a small part of the cube's growth (a few
+    chunks' series are in memory at a time). Gap-filling through a rechunking graph held
+    pieces of many stored chunks at once (5.8 GB on the 40 km scale run)."""
+    import s2ts.zarr_io as zio
+
+    monkeypatch.setattr(zio, "CHUNK", 128)
+    monkeypatch.setattr(zio, "GROUP_BYTES", 1)  # stores of one date per chunk
+    monkeypatch.setattr(gf, "CHUNK", 128)
+    monkeypatch.setattr(gf, "TASK_BYTES", 2 * 2 * 40 * 128 * 64)  # 64 rows: a stored chunk read in halves
+    small, small_peak = gapfill_peak(tmp_path, 384)
+    big, big_peak = gapfill_peak(tmp_path, 768)
+    assert big_peak - small_peak < 0.1 * (big - small), (small_peak / 1e6, big_peak / 1e6)
+    assert big_peak < 0.3 * big
