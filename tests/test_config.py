@@ -99,7 +99,7 @@ def test_indices_with_their_bands_and_regular_defaults():
         (
             "tiles.batch",
             "week",
-            r"'tiles.batch' = 'week' is not allowed: it must be one of: date, month, year or an integer >= 1",
+            r"'tiles.batch' = 'week' is not allowed: it must be one of: auto, date, month, year or an integer >= 1",
         ),
         ("tiles.batch", 0, r"'tiles.batch' = 0 is not allowed"),
         ("grid.max_pixels", 0, r"'grid.max_pixels' = 0 is not allowed: it must be an integer >= 1"),
