@@ -53,3 +53,5 @@ rule all:
     default_target: True
     input:
         checked_final_outputs,
+        # the grids do not wait for the search: aoi_grid runs beside stac_manifest
+        expand("<results>/{aoi}/aoi/grid.json", aoi=AOIS),
