@@ -31,6 +31,10 @@ servers that declare it, and sits then search by bbox and datetime), and run:
    < 0.15) and, over the network, the bytes it fetched against the bytes of that
    date's assets in the full run (target <= 2x).
 
+4. with ``--loaders stackstac`` (the default), the workflow again with
+   ``tiles.loader: stackstac`` (the one setting changed; the shipped loader is
+   odc-stac): wall, requests and bytes beside the default's.
+
 Also printed: the machine, a warning when the SLURM client makes every snakemake
 command slow, the read bound (benchmarks/read_bound.py on the local run's
 manifest) and the per-stage costs from Snakemake's benchmark files.
@@ -41,7 +45,7 @@ before every timed run the served COGs are read once, so local-file runs are wit
 a warm OS page cache, the same for both sides.
 
     python benchmarks/run_all.py [--json F] [--keep DIR] [--delay-ms 40] [--bandwidth-mbit 200]
-        [--transports local,network] [--original-scale [--skip-demo]]
+        [--transports local,network] [--loaders stackstac] [--original-scale [--skip-demo]]
 
 ``--original-scale`` adds the tutorial's whole period (2016-01-01..2025-01-01, a
 1.6 GB catalog generated into a temporary folder) on local files, without the
@@ -191,14 +195,16 @@ class Runner:
             raise SystemExit(f"{name} failed (exit {rc}); log {out}:\n{out.read_text()[-4000:]}")
         return {"wall_s": round(wall, 2), "start": t0, "end": time.time(), "log": str(out)}
 
-    def workflow(self, name: str, stac_url: str, results: Path, start: str, end: str) -> dict:
+    def workflow(self, name: str, stac_url: str, results: Path, start: str, end: str, setting=None) -> dict:
         """``snakemake --cores all --configfile <override.yaml>`` from the repository
-        root, the override setting only the catalog, the dates, results and figures."""
+        root, the override setting only the catalog, the dates, results and figures
+        (and, for a variant run, the one ``setting`` it is about)."""
         override = {
             "stac": {"catalog": stac_url},
             "dates": {"start": start, "end": end},
             "results": str(results),
             "figures": {"enabled": False},
+            **(setting or {}),
         }
         cfg = self.work / f"{name}.yaml"
         cfg.write_text(yaml.safe_dump(override, sort_keys=False))
@@ -354,8 +360,11 @@ def measure(
     runner: Runner,
     link: dict,
     incremental: bool = True,
+    loaders: tuple[str, ...] = (),
 ) -> dict:
-    """Original, workflow, no-op and one-new-date runs on one transport."""
+    """Original, workflow, no-op and one-new-date runs on one transport; with
+    ``loaders``, the workflow again with each of these ``tiles.loader`` (a setting,
+    measured beside the default)."""
     start, end = period
     tdir = work / transport
     tdir.mkdir(parents=True, exist_ok=True)
@@ -391,6 +400,16 @@ def measure(
             noop["share_of_full"] = ratio(noop["wall_s"], wf["wall_s"])
             out["noop"] = noop
             out["stages"] = stage_costs(full, imports=transport == "local")
+            out["loaders"] = {}
+            for name in loaders:
+                warm_page_cache(files)
+                log(f"{transport}: workflow, tiles.loader: {name}")
+                v = runner.workflow(
+                    f"{transport}-loader-{name}", stac.url, tdir / f"loader-{name}", start, end,
+                    setting={"tiles": {"loader": name}},
+                )  # fmt: skip
+                v["traffic"] = traffic(cog, v)
+                out["loaders"][name] = v
             if transport == "local":
                 aoi = aoi_of(full)
                 out["read_bound"] = child_json("read_bound.py", ["--results", str(full), "--aoi", aoi]) if aoi else None
@@ -469,6 +488,14 @@ def table(fig: dict) -> str:
             note += f"; requests {rr:.3f} x; bytes {rb:.3f} x"
             verdicts += f"; requests <= 1: {verdict(rr, 1.0)}; bytes <= 1: {verdict(rb, 1.0)}"
         rows.append((transport, "workflow, shipped defaults", _s(w["wall_s"]), _req(wt), _mb(wt), note, verdicts))
+        for name, v in (m.get("loaders") or {}).items():
+            vt = v.get("traffic")
+            note = f"wall {ratio(v['wall_s'], o['wall_s']):.2f} x the original's, {ratio(v['wall_s'], w['wall_s']):.2f} x the default's"
+            if vt and wt:
+                note += f"; requests {ratio(vt['requests'], wt['requests']):.2f} x, bytes {ratio(vt['bytes'], wt['bytes']):.2f} x the default's"  # fmt: skip
+            rows.append(
+                (transport, f"workflow, `tiles.loader: {name}` (a setting)", _s(v["wall_s"]), _req(vt), _mb(vt), note, "")
+            )  # fmt: skip
         n = m["noop"]
         rows.append(
             (transport, "workflow, no-op rerun", _s(n["wall_s"]), _req(n.get("traffic")), _mb(n.get("traffic")),
@@ -603,7 +630,9 @@ def warm_up(catalog: Path, work: Path, runner: Runner) -> dict:
     return {"period": list(WARMUP), "workflow_s": w["wall_s"], "original_s": o["wall_s"]}
 
 
-def compare(catalog: Path, period: tuple[str, str], work: Path, transports, link: dict, incremental: bool) -> dict:
+def compare(
+    catalog: Path, period: tuple[str, str], work: Path, transports, link: dict, incremental: bool, loaders=()
+) -> dict:
     runner = Runner(work)
     items = served_items(catalog, *period)
     fig: dict = {
@@ -619,7 +648,7 @@ def compare(catalog: Path, period: tuple[str, str], work: Path, transports, link
     fig["warm_up"] = warm_up(catalog, work, runner)
     fig["cache"] = CACHE_NOTE.format(w0=WARMUP[0], w1=WARMUP[1])
     for t in transports:
-        fig["transports"][t] = measure(t, catalog, period, work, runner, link, incremental)
+        fig["transports"][t] = measure(t, catalog, period, work, runner, link, incremental, tuple(loaders))
     fig["loadavg_end"] = loadavg()
     return fig
 
@@ -646,6 +675,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--delay-ms", type=float, default=40.0, help="network: delay per request (default 40)")
     ap.add_argument("--bandwidth-mbit", type=float, default=200.0, help="network: cap per response (default 200)")
     ap.add_argument("--transports", default=",".join(TRANSPORTS), help="local,network (default both)")
+    ap.add_argument(
+        "--loaders",
+        default="stackstac",
+        help="also run the workflow with each of these tiles.loader (comma-separated; '' for none; default stackstac)",
+    )
     ap.add_argument("--dates", nargs=2, metavar=("START", "END"), default=list(PERIOD), help=argparse.SUPPRESS)
     ap.add_argument("--original-scale", action="store_true", help="also 2016-01-01..2025-01-01 (a 1.6 GB catalog)")
     ap.add_argument("--skip-demo", action="store_true", help="only the original-scale run (with --original-scale)")
@@ -667,7 +701,10 @@ def main(argv=None) -> dict:
     try:
         if not a.skip_demo:
             fig["demo_catalog_generation_s"] = ensure_demo_catalog(work)
-            fig["demo"] = compare(DEMO_CATALOG, tuple(a.dates), work / "demo", transports, link, incremental=True)
+            fig["demo"] = compare(
+                DEMO_CATALOG, tuple(a.dates), work / "demo", transports, link, incremental=True,
+                loaders=[x for x in a.loaders.split(",") if x],
+            )  # fmt: skip
             print(preamble(fig["demo"]))
             print()
             print(table(fig["demo"]))

@@ -2,7 +2,9 @@
 rules list the same versions; every rule has a log and a conda environment."""
 
 import re
+from pathlib import Path
 
+import pytest
 import yaml
 from conftest import ROOT
 
@@ -57,3 +59,20 @@ def test_every_rule_has_log_conda_and_script():
         assert (ROOT / "scripts" / f"{name}.py").exists()
         assert (ROOT / "s2ts" / f"{name}.py").exists() or (ROOT / "s2ts" / name / "__init__.py").exists(), name
         assert (ROOT / "tests" / f"test_{name}.py").exists()
+
+
+def test_readme_states_the_number_of_tests(request):
+    """The README's "Tests" section says how many tests `make test` runs: checked
+    against what this session collected when it collected the whole suite."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"^`make test` runs (\d[\d,]*) tests", text, re.M)
+    assert m, "README.md: the Tests section must say '`make test` runs N tests'"
+    stated = int(m.group(1).replace(",", ""))
+    files = {Path(str(item.fspath)).name for item in request.session.items}
+    if files != {p.name for p in (ROOT / "tests").glob("test_*.py")}:
+        pytest.skip("only part of the suite was collected: the count is checked on a whole run")
+    assert len(request.session.items) == stated, (
+        f"README says {stated} tests, the suite has {len(request.session.items)}"
+    )
