@@ -52,7 +52,9 @@ def build(work: Path, n_poly: int, n_dates: int) -> Path:
         for day in days:
             (d / "items" / f"{day}.json").write_text('{"type": "FeatureCollection", "features": []}\n')
         (d / "manifest.csv").write_text(",".join(MANIFEST_COLUMNS) + "\n")
-        (d / "manifest.json").write_text(json.dumps({"aoi": aoi.id, "dates": [str(x) for x in days], "counts": {}}))
+        n = len(days)  # as stac_manifest writes it: one item per date
+        counts = {"returned": n, "matching": n, "duplicates_removed": 0, "items": n, "dates": n}
+        (d / "manifest.json").write_text(json.dumps({"aoi": aoi.id, "dates": [str(x) for x in days], "counts": counts}))
         for kind, suffix in (("benchmarks", "tsv"), ("logs", "log")):  # a finished job's files
             (results / kind / "stac_manifest").mkdir(parents=True, exist_ok=True)
             (results / kind / "stac_manifest" / f"{aoi.id}.{suffix}").write_text("")
