@@ -35,6 +35,13 @@ def service_missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """``preexec_fn`` of a child that a test interrupts with SIGINT: Ctrl-C acts as it
+    does in a terminal even when the tests run as a background job of a script
+    (``make test &``, ``nohup``), whose children inherit SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def load_features(name: str) -> list[dict]:
     return json.loads((MPC_ITEMS / name).read_text())["features"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, VENV_BIN
+from conftest import ROOT, VENV_BIN, ctrl_c_as_in_a_terminal
 
 from s2ts.console import ConsoleFilter
 
@@ -176,7 +176,14 @@ def test_ctrl_c_is_quiet_and_the_same_command_resumes(tmp_path):
     cmd = command(tmp_path, {"dates": {"start": "2021-01-01", "end": "2021-04-01"}, "tiles": {"batch": "date"}})
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     logs = tmp_path / "results" / "logs" / "tile" / "1"
     t0 = time.time()

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, load_features, local_item, utm_grid, write_grid_json, write_items_file
+from conftest import (
+    ROOT,
+    ctrl_c_as_in_a_terminal,
+    load_features,
+    local_item,
+    utm_grid,
+    write_grid_json,
+    write_items_file,
+)
 
 SECRET = "sig=SeCrEtSiGnAtUrE"
 
@@ -187,7 +195,9 @@ def test_interrupt_before_the_stage_starts_is_quiet(tmp_path, jobsite):
     code = f"import pathlib, time; pathlib.Path({str(ready)!r}).touch(); time.sleep(30)"
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "workflow" / "jobsite") if jobsite else ""
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, env=env, preexec_fn=ctrl_c_as_in_a_terminal
+    )
     t0 = time.time()
     while not ready.exists() and time.time() - t0 < 30:
         time.sleep(0.02)
