@@ -575,9 +575,9 @@ def test_demo_every_method_against_the_truth(options_run, tmp_path):
         )
 
 
-def gapfill_peak(tmp_path, n: int, n_t: int = 40, threads: int = 2) -> tuple[int, int]:
-    """(cube bytes, peak Python-traced bytes) of gap-filling a random n x n cube of 2
-    bands, 30 % missing, stored one date per chunk (as a large grid's mask store is)."""
+def random_masked_store(tmp_path, n: int, n_t: int):
+    """A mask-stage batch store of a random n x n cube of bands B03 and B08 over n_t dates
+    5 days apart from 2022-01-01, 30 % missing: (store, cube bytes)."""
     from conftest import write_batch_store
 
     grid = make_grid(n, n)
@@ -589,8 +589,13 @@ def gapfill_peak(tmp_path, n: int, n_t: int = 40, threads: int = 2) -> tuple[int
         cubes[b][rng.random(cubes[b].shape) < 0.3] = FILL
     attrs = {"stage": "mask", "grid": grid, "bands": ["B03", "B08"]}
     p = write_batch_store(tmp_path / f"m{n}.zarr", grid, cubes, attrs, whens, valid_fraction=[0.7] * n_t)
-    cube_bytes = sum(c.nbytes for c in cubes.values())
-    del cubes
+    return p, sum(c.nbytes for c in cubes.values())
+
+
+def gapfill_peak(tmp_path, n: int, n_t: int = 40, threads: int = 2) -> tuple[int, int]:
+    """(cube bytes, peak Python-traced bytes) of gap-filling a random n x n cube of 2
+    bands, 30 % missing, stored one date per chunk (as a large grid's mask store is)."""
+    p, cube_bytes = random_masked_store(tmp_path, n, n_t)
     tracemalloc.start()
     try:
         gapfill([p], tmp_path / f"g{n}.zarr", ["B03", "B08"], threads=threads)

@@ -20,7 +20,7 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_gapfill import epoch_seconds, make_grid, make_masked_stores  # noqa: E402
+from test_gapfill import epoch_seconds, make_grid, make_masked_stores, random_masked_store  # noqa: E402
 
 import s2ts.regular as rg  # noqa: E402
 from s2ts.errors import UserError  # noqa: E402
@@ -256,17 +256,8 @@ def test_regular_is_lazy_chunked_in_space_with_all_dates(stores, monkeypatch):
 def regular_peak(tmp_path, n: int, n_t: int = 40) -> tuple[int, int]:
     """(cube bytes, peak Python-traced bytes) of the regular product of a random n x n cube
     of 2 bands with an index, 30 % missing, in 128-pixel chunks."""
-    from conftest import write_batch_store
-
-    grid = make_grid(n, n)
-    rng = np.random.default_rng(0)
+    p, cube_bytes = random_masked_store(tmp_path, n, n_t)
     start = dt.datetime(2022, 1, 1, 11, tzinfo=dt.UTC)
-    whens = [(start + dt.timedelta(days=5 * i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(n_t)]
-    cubes = {b: rng.integers(0, 5000, (n_t, n, n)).astype(np.int16) for b in ("B03", "B08")}
-    for b in cubes:
-        cubes[b][rng.random(cubes[b].shape) < 0.3] = FILL
-    attrs = {"stage": "mask", "grid": grid, "bands": ["B03", "B08"]}
-    p = write_batch_store(tmp_path / f"m{n}.zarr", grid, cubes, attrs, whens, valid_fraction=[0.7] * n_t)
     manifest = tmp_path / "manifest.json"
     manifest.write_text("{}")
     cfg = {
@@ -276,8 +267,6 @@ def regular_peak(tmp_path, n: int, n_t: int = 40) -> tuple[int, int]:
         "gapfill": {"fill_ends": True, "max_gap_days": None},
         "regular": {"step_days": 5, "method": "linear"},
     }
-    cube_bytes = sum(c.nbytes for c in cubes.values())
-    del cubes
     tracemalloc.start()
     try:
         regular([p], manifest, cfg, tmp_path / f"r{n}.nc", threads=1)

@@ -51,17 +51,21 @@ def report(tmp_path_factory) -> tuple[Path, Path]:
     results = short_demo_run(tmp_path_factory)
     out = results.parent / "report.html"
     if not out.exists():
-        cfg = results.parent / "cfg.yaml"
-        cmd = [
-            str(VENV_BIN / "snakemake"),
-            "--configfile", str(ROOT / "config" / "demo.yaml"), str(cfg),
-            "--report", str(out),
-        ]  # fmt: skip
-        env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        assert "Report created" in proc.stderr
+        make_report(results.parent / "cfg.yaml", out)
     return out, results
+
+
+def make_report(cfg: Path, out: Path) -> None:
+    """`snakemake --report out` for the run of the demo configuration layered with ``cfg``."""
+    cmd = [
+        str(VENV_BIN / "snakemake"),
+        "--configfile", str(ROOT / "config" / "demo.yaml"), str(cfg),
+        "--report", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Report created" in proc.stderr
 
 
 def embedded_results(html: str) -> dict:
@@ -182,16 +186,8 @@ def test_report_of_the_options_run_shows_indices_and_regular_product(tmp_path_fa
     from conftest import OPTIONS, options_demo_run
 
     results = options_demo_run(tmp_path_factory)
-    cfg = results / "override.yaml"
     out = results.parent / "report.html"
-    cmd = [
-        str(VENV_BIN / "snakemake"),
-        "--configfile", str(ROOT / "config" / "demo.yaml"), str(cfg),
-        "--report", str(out),
-    ]  # fmt: skip
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    make_report(results / "override.yaml", out)
     html = out.read_text(encoding="utf-8")
     by_name = {Path(k).name: v for k, v in embedded_results(html).items()}
     for name in ("index_series.png", "regular_series.png"):
