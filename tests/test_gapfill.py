@@ -346,50 +346,32 @@ def test_gapfill_flag_combines_bands(tmp_path):
 
 
 def test_gapfill_errors(tmp_path):
-    from conftest import write_batch_store
 
     with pytest.raises(UserError, match="no masked store"):
         gapfill([], tmp_path / "out.zarr", ["B04"])
-    grid = make_grid(8, 8)
-    attrs = {"stage": "mask", "grid": grid, "bands": ["B04"]}
-    p = write_batch_store(
-        tmp_path / "m.zarr",
-        grid,
-        {"B04": np.ones((1, 8, 8), np.int16)},
-        attrs,
-        ["2022-01-01T11:00:00Z"],
-        valid_fraction=[1.0],
-    )
+    p = one_date_store(tmp_path / "m.zarr", "2022-01-01T11:00:00Z")
     with pytest.raises(UserError, match="B08"):
         gapfill([p], tmp_path / "out.zarr", ["B04", "B08"])
     assert not (tmp_path / "out.zarr").exists()
-    q = write_batch_store(
-        tmp_path / "q.zarr",
-        grid,
-        {"B04": np.ones((1, 8, 8), np.int16)},
-        attrs,
-        ["2022-01-01T11:30:00Z"],
-        valid_fraction=[1.0],
-    )
+    q = one_date_store(tmp_path / "q.zarr", "2022-01-01T11:30:00Z")
     with pytest.raises(UserError, match="share the date"):
         gapfill([p, q], tmp_path / "out.zarr", ["B04"])
+
+
+def one_date_store(path, when: str):
+    """A mask-stage store of one date (``when``) on an 8 x 8 grid, band B04 all ones."""
+    from conftest import write_batch_store
+
+    grid = make_grid(8, 8)
+    attrs = {"stage": "mask", "grid": grid, "bands": ["B04"]}
+    return write_batch_store(path, grid, {"B04": np.ones((1, 8, 8), np.int16)}, attrs, [when], valid_fraction=[1.0])
 
 
 def test_a_failed_write_leaves_no_store(tmp_path, monkeypatch):
     """Stores are written under a temporary name and renamed: an error midway leaves nothing."""
     import xarray as xr
-    from conftest import write_batch_store
 
-    grid = make_grid(8, 8)
-    attrs = {"stage": "mask", "grid": grid, "bands": ["B04"]}
-    p = write_batch_store(
-        tmp_path / "m.zarr",
-        grid,
-        {"B04": np.ones((1, 8, 8), np.int16)},
-        attrs,
-        ["2022-01-01T11:00:00Z"],
-        valid_fraction=[1.0],
-    )
+    p = one_date_store(tmp_path / "m.zarr", "2022-01-01T11:00:00Z")
     real = xr.Dataset.to_zarr
 
     def interrupted(self, store, *a, **k):

@@ -232,19 +232,25 @@ def test_grid_change_reruns_everything(scenario):
         assert f"0 kept from an earlier run, {len(dates_of(wd, a))} to read" in read_log(wd, "tile", a, "2022")
 
 
-def test_stage_code_change_reruns_that_stage_and_downstream(scenario):
+@pytest.mark.parametrize(
+    "edited, stage, untouched",
+    [("s2ts/mask.py", "mask", ("/tile/", "/offset_fix/")), ("scripts/offset_fix.py", "offset_fix", ("/tile/",))],
+    ids=["module", "script"],
+)
+def test_stage_code_change_reruns_that_stage_and_downstream(scenario, edited, stage, untouched):
+    """An edit to a stage's module (s2ts/<stage>.py) or its script (scripts/<stage>.py)."""
     wd = scenario()
     before = snapshot(wd)
-    with open(wd / "s2ts" / "mask.py", "a") as f:
-        f.write("\n# a change in the mask stage's code\n")
+    with open(wd / edited, "a") as f:
+        f.write(f"\n# a change in the {stage} stage's code\n")
     _, jobs = run(wd, config(wd))
-    assert_reran(jobs, "mask")
+    assert_reran(jobs, stage)
     after = snapshot(wd)
-    assert all(after[k] == before[k] for k in before if "/tile/" in k or "/offset_fix/" in k)
+    assert all(after[k] == before[k] for k in before if any(u in k for u in untouched))
 
 
-# The README's rows not covered above: mask.rule, the offset keys besides value, and a
-# stage's script (scripts/<stage>.py; the module s2ts/<stage>.py is tested above).
+# The README's rows not covered above: mask.rule and the offset keys besides value
+# (a stage's module and script are tested above).
 @pytest.mark.parametrize(
     "change, rerun, untouched",
     [
@@ -264,17 +270,6 @@ def test_more_parameter_changes_rerun_that_stage_and_downstream(scenario, change
     assert keep and all(after[k] == before[k] for k in keep)  # no tile reloaded
     redone = [k for k in before if f"/{rerun}/" in k]
     assert redone and all(after[k] != before[k] for k in redone)  # every store of that stage rewritten
-
-
-def test_stage_script_change_reruns_that_stage_and_downstream(scenario):
-    wd = scenario()
-    before = snapshot(wd)
-    with open(wd / "scripts" / "offset_fix.py", "a") as f:
-        f.write("\n# a change in the offset_fix stage's script\n")
-    _, jobs = run(wd, config(wd))
-    assert_reran(jobs, "offset_fix")
-    after = snapshot(wd)
-    assert all(after[k] == before[k] for k in before if "/tile/" in k)
 
 
 # Issue 15's options: each reruns exactly what its output depends on.
