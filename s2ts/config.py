@@ -22,9 +22,18 @@ DATE_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
+#: libyaml's safe loader when PyYAML has it (10x faster: every run parses the schema)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text_or_file):
+    """``yaml.safe_load`` with :data:`SAFE_LOADER`."""
+    return yaml.load(text_or_file, Loader=SAFE_LOADER)
+
+
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     with open(path) as f:
-        return yaml.safe_load(f)
+        return load_yaml(f)
 
 
 def _key(path) -> str:

@@ -167,9 +167,13 @@ def fine_grid(grid: dict, f: int) -> dict:
 
 def class_bits(fine: np.ndarray, f: int) -> np.ndarray:
     """uint16 bitmask per target pixel: bit c set when class c is in any covered cell."""
-    n, h, w = fine.shape[0], fine.shape[1] // f, fine.shape[2] // f
-    bits = (np.uint16(1) << np.minimum(fine, 15).astype(np.uint16)).reshape(n, h, f, w, f)
-    return np.bitwise_or.reduce(np.bitwise_or.reduce(bits, axis=4), axis=2)
+    h, w = fine.shape[1] // f, fine.shape[2] // f
+    bits = np.uint16(1) << np.minimum(fine, 15).astype(np.uint16)
+    out = np.zeros((fine.shape[0], h, w), np.uint16)
+    for i in range(f):  # f x f strided views: no (n, h, f, w, f) reduction
+        for j in range(f):
+            out |= bits[:, i : h * f : f, j : w * f : f]
+    return out
 
 
 # ----------------------------------------------------------------------------- odc-stac

@@ -246,7 +246,7 @@ def test_compressed_and_chunked_for_time_series(nc_3035):
             assert v.dimensions == ("time", "y", "x")
             assert v.chunking() == [len(DATETIMES), 32, 32]  # whole series in one chunk
             filt = v.filters()
-            assert filt["zlib"] is True and filt["complevel"] == 4 and filt["shuffle"] is True
+            assert filt["zlib"] is True and filt["complevel"] == 1 and filt["shuffle"] is True
         assert nc["B04"].dtype == np.int16
 
 

@@ -12,7 +12,7 @@ sys.path.insert(0, workflow.basedir)
 
 from s2ts.aoi_grid import check_resolution, read_aois
 from s2ts.batches import BATCH_RE, auto_mode, group_dates, light_batches
-from s2ts.config import check_config, key_source
+from s2ts.config import check_config, key_source, load_yaml
 from s2ts.errors import UserError
 from s2ts.grid_size import check_grid_size
 from s2ts.tile import signing_mode
@@ -29,7 +29,7 @@ def config_layers():
     layers = []
     for f in own + cli:
         try:
-            layers.append((os.path.relpath(f), yaml.safe_load(Path(f).read_text()) or {}))
+            layers.append((os.path.relpath(f), load_yaml(Path(f).read_text()) or {}))
         except (OSError, yaml.YAMLError):
             continue
     layers.append(("--config", dict(workflow.config_settings.config)))
