@@ -61,6 +61,13 @@ def _shift(source: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Each pixel's shift: ``lut`` (..., 256) looked up at its ``source`` value."""
     if lut.ndim == 1:
         return lut[source]
+    if lut.shape[0] == source.shape[0] and all(n == 1 for n in lut.shape[1:-1]):
+        # a table per date (T, 1, 1, 256): one lookup per date, 3-10x faster than
+        # take_along_axis (which first casts every source value to intp)
+        out = np.empty(source.shape, lut.dtype)
+        for t in range(source.shape[0]):
+            out[t] = lut[t].reshape(-1)[source[t]]
+        return out
     return np.take_along_axis(lut, source[..., None].astype(np.intp), -1)[..., 0]
 
 

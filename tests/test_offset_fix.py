@@ -192,3 +192,14 @@ def test_a_large_grid_is_corrected_a_few_dates_at_a_time(tmp_path, items, monkey
         np.testing.assert_array_equal(whole[v].values, dated[v].values)
     np.testing.assert_array_equal(whole["time"].values, dated["time"].values)
     assert list(dated["offset_correction"].values) == list(whole["offset_correction"].values)
+
+
+def test_each_date_looks_up_the_shift_of_its_own_items():
+    """A batch's table has one row per date: pixel (t, y, x) takes the shift of item
+    source[t, y, x] of date t (255: no item, no data)."""
+    source = np.array([[[0, 1], [255, 1]], [[1, 0], [0, 255]]], np.uint8)
+    lut = np.stack([shift_lut([0, -1000]), shift_lut([-1000, 0])])[:, None, None, :]
+    dn = np.where(source == 255, 0, 1500).astype(np.uint16)
+    expected = [[[1500, 500], [FILL_INT16, 500]], [[1500, 500], [500, FILL_INT16]]]
+    np.testing.assert_array_equal(apply_offset(dn, source, lut), expected)
+    assert not clipped(dn, source, lut).any()
