@@ -16,7 +16,9 @@ gets one line per thing a user must know, never a traceback:
   ``tiles.on_read_error: skip``, a search that found nothing, a retry) are echoed to
   the terminal as ``WARNING (<rule> <wildcards>): ...``;
 * an interrupt (Ctrl-C) writes one line to the log and ends the job quietly:
-  Snakemake removes its incomplete outputs, and the same command resumes.
+  Snakemake removes its incomplete outputs, and the same command resumes;
+* a stage that succeeds ends its process at once (``os._exit(0)`` once the log and
+  the terminal are flushed): ``run`` does not return.
 
 A log call with ``extra=CONSOLE`` reaches the terminal whatever logger it comes from.
 The log's first line names the host and, under SLURM, the SLURM job.
@@ -144,3 +146,19 @@ def run(smk, func) -> None:
     finally:
         if interruptible:
             signal.signal(signal.SIGINT, _interrupted_after_the_stage)
+    _exit_now(terminal)
+
+
+def _exit_now(terminal) -> None:
+    """End the job's process once its stage has succeeded: everything it wrote is
+    complete and closed (outputs renamed into place), so flush the log and the
+    terminal and leave with status 0 without the interpreter's teardown. With
+    xarray, dask, zarr and GDAL loaded that teardown takes 0.2-0.25 s per job
+    (measured), paid five times in a row on a run's critical path."""
+    logging.shutdown()
+    for stream in (terminal, sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)

@@ -123,6 +123,29 @@ def test_a_date_skipped_on_read_error_is_said_on_the_terminal(tmp_path, three_da
     ]
 
 
+def test_a_stage_that_succeeds_ends_its_process_with_everything_flushed(tmp_path):
+    """run() ends the process as soon as the stage succeeds (no interpreter teardown):
+    status 0, nothing after run() executed, and what the stage printed or logged,
+    buffered or not, is all there."""
+    proc = run_job(
+        tmp_path,
+        f"""
+def work(smk):
+    print("to stdout, block-buffered in a pipe")
+    logging.getLogger("tile").info("last log line")
+    logging.getLogger("tile").warning("a warning for the terminal")
+run(smk, work)
+open({str(tmp_path / "after")!r}, "w").write("run() returned")
+""",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "after").exists()
+    assert proc.stdout == "to stdout, block-buffered in a pipe\n"
+    assert proc.stderr == "WARNING (tile aoi=a batch=2024-06): a warning for the terminal\n"
+    assert (tmp_path / "job.log").read_text().splitlines()[-1].endswith("WARNING tile: a warning for the terminal")
+    assert "INFO tile: last log line" in (tmp_path / "job.log").read_text()
+
+
 def test_interrupt_is_one_line_in_the_log_and_nothing_on_the_terminal(tmp_path):
     proc = run_job(
         tmp_path,
