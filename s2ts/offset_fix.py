@@ -119,7 +119,8 @@ def correct_group(stores, attrs, apply: bool, value: int, since_baseline: str, s
 
     from s2ts.zarr_io import open_dataset, record_json
 
-    ds = xr.concat([open_dataset(p) for p in stores], dim="time", coords="minimal", compat="override")
+    # one grid for every store (the tile stage's recipe): no x/y index to build per store
+    ds = xr.concat([open_dataset(p, indexes=False) for p in stores], dim="time", coords="minimal", compat="override")
     times = np.array([np.datetime64(a["datetime"].rstrip("Z"), "s") for a in attrs]).astype("datetime64[ns]")
     ds = ds.assign_coords(time=times)
     bands, mask_band = attrs[0]["bands"], attrs[0]["mask_band"]

@@ -224,16 +224,25 @@ def write_batches(groups, path) -> None:
                 ds.to_zarr(tmp, mode="a", append_dim="time", zarr_format=3, consolidated=True)
 
 
-def open_dataset(path, chunks=None):
+def open_dataset(path, chunks=None, indexes=True):
     """A store as written (integers with their fill values, the CRS as ``spatial_ref``).
 
     ``chunks=None`` reads numpy arrays on access; ``chunks={}`` gives dask arrays with
-    the store's own chunks."""
+    the store's own chunks. ``indexes=False``: no pandas index for ``x``/``y`` (the
+    coordinates are there as values): a stage that stacks many per-date stores of one
+    grid opens each in 2-3 ms instead of 4-6."""
     import xarray as xr
 
     if not Path(path).exists():
         raise FileNotFoundError(path)
-    return xr.open_zarr(path, decode_coords="all", mask_and_scale=False, chunks=chunks, consolidated=True)
+    return xr.open_zarr(
+        path,
+        decode_coords="all",
+        mask_and_scale=False,
+        chunks=chunks,
+        consolidated=True,
+        create_default_indexes=indexes,
+    )
 
 
 def read_attrs(path) -> dict:
