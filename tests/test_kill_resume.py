@@ -3,10 +3,12 @@ run: the next run with the default profile's settings (rerun-incomplete)
 completes, keeps every per-date tile that was complete, and gives the same
 NetCDF as an uninterrupted run."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +59,14 @@ def complete_tiles(wd):
     return out
 
 
+def process_state(pid: int) -> str:
+    """R, S, T (stopped), Z (exited, not yet reaped)... from /proc; "" when gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def wildcards(text: str) -> dict:
     """'aoi=a, batch=2022-01-21' (a job's wildcards as Snakemake logs them) -> dict."""
     return dict(kv.split("=", 1) for kv in text.split(", "))
@@ -102,9 +112,27 @@ def test_kill_one_job_then_resume(tmp_path, reference):
         out = subprocess.run(["pgrep", "-f", f"{wd}/.snakemake/scripts/.*tile.py"], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
 
-    wait_for(lambda: len(complete_tiles(wd)) >= 2 and a_tile_job())
-    for pid in a_tile_job():
-        os.kill(pid, signal.SIGKILL)
+    def kill_a_running_tile_job() -> bool:
+        """SIGKILL a tile job caught before its end. A job can end between pgrep and
+        the kill (a stage ends its process as soon as it succeeds), and a kill that
+        reaches an exited process changes nothing: each process found is stopped
+        first, and killed only if it stopped (state T), not if it had exited (Z)."""
+        pids = a_tile_job()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.05)
+        if not any(process_state(pid) == "T" for pid in pids):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            return False
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return True
+
+    wait_for(lambda: len(complete_tiles(wd)) >= 2 and kill_a_running_tile_job())
     proc.wait(600)
     assert proc.returncode != 0  # the killed job failed the run
     assert not clear_stale_lock(wd)  # Snakemake itself ended cleanly: no stale lock
