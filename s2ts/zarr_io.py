@@ -184,22 +184,22 @@ def write_dataset(ds, path, also=()) -> list:
     A small in-memory Dataset (numpy arrays, at most :data:`BUFFERED_BYTES`: a
     per-date tile) is written by ``to_zarr`` into a ``zarr.storage.MemoryStore`` and
     its keys are then written as files (:func:`_persist`): the same store, file for
-    file, at a third of the cost. zarr-python 3's ``LocalStore`` hands each of the
-    store's ~20 small writes from the event loop to a thread (28-45 ms per tile
-    store, against 14-19 ms; docs/performance.md)."""
+    file, in 14-19 ms instead of 28-45 ms per tile store, because zarr-python 3's
+    ``LocalStore`` hands each of the store's ~20 small writes from the event loop to
+    a thread (docs/performance.md)."""
     from s2ts.io import atomic_path
 
     ds = _plain_attrs(ds)
     with atomic_path(path) as tmp, _quiet():
         if not also:
-            if ds.nbytes <= BUFFERED_BYTES and not any(v.chunks for v in ds.variables.values()):
-                from zarr.storage import MemoryStore
+            from zarr.storage import MemoryStore
 
-                keys = {}
-                ds.to_zarr(MemoryStore(keys), mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
+            buffered = ds.nbytes <= BUFFERED_BYTES and not any(v.chunks for v in ds.variables.values())
+            keys = {}
+            target = MemoryStore(keys) if buffered else tmp
+            ds.to_zarr(target, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
+            if buffered:
                 _persist(keys, Path(tmp))
-            else:
-                ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
             return []
         import dask
 
