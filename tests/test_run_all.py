@@ -1,0 +1,89 @@
+"""benchmarks/run_all.py's pairs of full runs (``--pairs``): which side runs first in
+each pair, where each workflow run writes, the median ratio, and the verdict the
+report gives on it. The runs are a recording stand-in for the Runner (the real
+runs are `make bench`'s: minutes each); the expected order, folders, ratios and
+verdicts are worked out by hand below."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import run_all  # noqa: E402
+
+
+class Recorder:
+    """Stands for run_all.Runner: records each call, answers the given walls in turn."""
+
+    def __init__(self, walls: dict[str, list[float]]):
+        self.walls = {side: list(w) for side, w in walls.items()}
+        self.calls: list[tuple] = []
+
+    def workflow(self, name, stac_url, results, start, end, setting=None):
+        self.calls.append(("workflow", name, Path(results)))
+        return {"wall_s": self.walls["workflow"].pop(0)}
+
+    def original(self, name, stac_url, catalog, start, end, ours):
+        self.calls.append(("original", name, ours))
+        return {"wall_s": self.walls["original"].pop(0)}
+
+
+def test_pairs_alternate_the_order_and_the_verdict_uses_their_median(tmp_path):
+    rec = Recorder({"workflow": [9.0, 11.0, 9.9, 12.0], "original": [10.0, 10.0, 10.0, 10.0]})
+    first = ({"wall_s": 10.8}, {"wall_s": 10.0})  # the pair measure() ran: 1.08
+    got = run_all.more_pairs(
+        "local", "http://stac", tmp_path / "cat", tmp_path, rec, [], *first, ("2021-01-01", "2023-01-01"), 5
+    )
+    # pairs 2 and 4 start with the original, pairs 3 and 5 with the workflow
+    assert [c[0] for c in rec.calls] == [
+        "original", "workflow",  # pair 2
+        "workflow", "original",  # pair 3
+        "original", "workflow",  # pair 4
+        "workflow", "original",  # pair 5
+    ]  # fmt: skip
+    # every workflow run in a fresh folder, none in the first pair's; no comparison cube asked
+    folders = [c[2] for c in rec.calls if c[0] == "workflow"]
+    assert folders == [tmp_path / f"full-{k}" for k in (2, 3, 4, 5)]
+    assert all(c[2] is None for c in rec.calls if c[0] == "original")
+    # ratios 1.08, 0.90, 1.10, 0.99, 1.20: the median is 1.08
+    assert [r["ratio"] for r in got["runs"]] == [1.08, 0.9, 1.1, 0.99, 1.2]
+    assert got["median_ratio"] == 1.08
+
+    fig = {
+        "transports": {
+            "local": {
+                "original": {"wall_s": 10.0, "steps_s": 9.0},
+                "workflow": {"wall_s": 10.8},
+                "pairs": got,
+                "noop": {"wall_s": 1.0, "share_of_full": 0.1},
+            }
+        }
+    }
+    rows = {line.split(" | ")[1]: line for line in run_all.table(fig).splitlines() if line.startswith("| local")}
+    assert "**not met**" in rows["5 pairs of full runs, the order alternating (workflow / original s)"]
+    assert "median 1.08" in rows["5 pairs of full runs, the order alternating (workflow / original s)"]
+    assert "not met" not in rows["workflow, shipped defaults"]  # the verdict moved to the pairs' row
+
+
+def test_one_pair_keeps_the_verdict_on_the_full_run(tmp_path):
+    rec = Recorder({"workflow": [], "original": []})
+    got = run_all.more_pairs(
+        "local", "u", tmp_path, tmp_path, rec, [], {"wall_s": 9.5}, {"wall_s": 10.0}, ("2021-01-01", "2021-02-01"), 1
+    )
+    assert rec.calls == [] and got["median_ratio"] == 0.95
+    fig = {
+        "transports": {
+            "local": {
+                "original": {"wall_s": 10.0, "steps_s": 9.0},
+                "workflow": {"wall_s": 9.5},
+                "pairs": got,
+                "noop": {"wall_s": 1.0, "share_of_full": 0.1},
+            }
+        }
+    }
+    lines = [line for line in run_all.table(fig).splitlines() if line.startswith("| local | workflow, shipped")]
+    assert lines and lines[0].endswith("wall <= 1.0 (stretch 0.5): met |")
+    assert "pairs of full runs" not in run_all.table(fig)
