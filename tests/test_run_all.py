@@ -31,6 +31,17 @@ class Recorder:
         return {"wall_s": self.walls["original"].pop(0)}
 
 
+def local_figures(original_s: float, workflow_s: float, pairs: dict) -> dict:
+    """The local transport's figures as measure() records them, for run_all.table."""
+    local = {
+        "original": {"wall_s": original_s, "steps_s": 9.0},
+        "workflow": {"wall_s": workflow_s},
+        "pairs": pairs,
+        "noop": {"wall_s": 1.0, "share_of_full": 0.1},
+    }
+    return {"transports": {"local": local}}
+
+
 def test_pairs_alternate_the_order_and_the_verdict_uses_their_median(tmp_path):
     rec = Recorder({"workflow": [9.0, 11.0, 9.9, 12.0], "original": [10.0, 10.0, 10.0, 10.0]})
     first = ({"wall_s": 10.8}, {"wall_s": 10.0})  # the pair measure() ran: 1.08
@@ -52,16 +63,7 @@ def test_pairs_alternate_the_order_and_the_verdict_uses_their_median(tmp_path):
     assert [r["ratio"] for r in got["runs"]] == [1.08, 0.9, 1.1, 0.99, 1.2]
     assert got["median_ratio"] == 1.08
 
-    fig = {
-        "transports": {
-            "local": {
-                "original": {"wall_s": 10.0, "steps_s": 9.0},
-                "workflow": {"wall_s": 10.8},
-                "pairs": got,
-                "noop": {"wall_s": 1.0, "share_of_full": 0.1},
-            }
-        }
-    }
+    fig = local_figures(10.0, 10.8, got)
     rows = {line.split(" | ")[1]: line for line in run_all.table(fig).splitlines() if line.startswith("| local")}
     assert "**not met**" in rows["5 pairs of full runs, the order alternating (workflow / original s)"]
     assert "median 1.08" in rows["5 pairs of full runs, the order alternating (workflow / original s)"]
@@ -74,16 +76,7 @@ def test_one_pair_keeps_the_verdict_on_the_full_run(tmp_path):
         "local", "u", tmp_path, tmp_path, rec, [], {"wall_s": 9.5}, {"wall_s": 10.0}, ("2021-01-01", "2021-02-01"), 1
     )
     assert rec.calls == [] and got["median_ratio"] == 0.95
-    fig = {
-        "transports": {
-            "local": {
-                "original": {"wall_s": 10.0, "steps_s": 9.0},
-                "workflow": {"wall_s": 9.5},
-                "pairs": got,
-                "noop": {"wall_s": 1.0, "share_of_full": 0.1},
-            }
-        }
-    }
+    fig = local_figures(10.0, 9.5, got)
     lines = [line for line in run_all.table(fig).splitlines() if line.startswith("| local | workflow, shipped")]
     assert lines and lines[0].endswith("wall <= 1.0 (stretch 0.5): met |")
     assert "pairs of full runs" not in run_all.table(fig)
