@@ -182,6 +182,11 @@ FLAG_INTERPOLATED = {
 }
 
 
+#: deflate level 1 with shuffle, as CMOR writes CMIP6 data: on the demo run 0.46 s
+#: against 0.62 s at level 4 for a file 13 % larger (11.6 against 10.3 MB)
+ZLIB = {"zlib": True, "complevel": 1, "shuffle": True}
+
+
 def cf_frame(time, x, y, grid: dict):
     """The CF skeleton of a product: coordinates ``time``, ``y``, ``x``, ``lat``/``lon``
     of pixel centres (computed chunk by chunk) and the grid mapping; returns
@@ -217,13 +222,12 @@ def cf_frame(time, x, y, grid: dict):
     epsg = grid.get("epsg") or crs.to_epsg()
     if epsg:
         gm["epsg_code"] = f"EPSG:{int(epsg)}"
-    zlib = ZLIB
     encoding = {
         "time": {**TIME_ENCODING, "dtype": "float64", "_FillValue": None},
         "x": {"_FillValue": None},
         "y": {"_FillValue": None},
-        "lat": {"_FillValue": None, "chunksizes": (min(512, height), min(512, width)), **zlib},
-        "lon": {"_FillValue": None, "chunksizes": (min(512, height), min(512, width)), **zlib},
+        "lat": {"_FillValue": None, "chunksizes": (min(512, height), min(512, width)), **ZLIB},
+        "lon": {"_FillValue": None, "chunksizes": (min(512, height), min(512, width)), **ZLIB},
         GRID_MAPPING: {"dtype": "int32"},
     }
     return out, encoding
@@ -232,11 +236,6 @@ def cf_frame(time, x, y, grid: dict):
 def chunks3(n_t: int, grid: dict) -> tuple[int, int, int]:
     """NetCDF chunk of a ``(time, y, x)`` variable: all dates by PIXEL_CHUNK x PIXEL_CHUNK."""
     return (max(1, n_t), min(PIXEL_CHUNK, int(grid["height"])), min(PIXEL_CHUNK, int(grid["width"])))
-
-
-#: deflate level 1 with shuffle, as CMOR writes CMIP6 data: on the demo run 0.46 s
-#: against 0.62 s at level 4 for a file 13 % larger (11.6 against 10.3 MB)
-ZLIB = {"zlib": True, "complevel": 1, "shuffle": True}
 
 
 def add_band(out, encoding, name: str, data, comment: str, chunk3) -> None:
