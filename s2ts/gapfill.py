@@ -408,9 +408,9 @@ def gapfill(
         CHUNK,
         threads,
     )
-    counts = [(out["flag"] == k).sum().data for k in FLAG_VALUES]  # computed with the write
     with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
-        n = write_dataset(out, out_path, also=counts)
+        write_dataset(out, out_path)
+        n = flag_counts(out_path)
     log.info(
         "wrote %s: %d observed, %d interpolated, %d end-filled, %d still missing pixel-dates",
         out_path,
@@ -420,6 +420,22 @@ def gapfill(
         n[MISSING],
     )
     return out.attrs
+
+
+def flag_counts(path) -> list[int]:
+    """Pixel-dates per flag value (0-3) of a written gap-filled store, read back
+    chunk by chunk. Counted from the store, not in the pass that writes it: computed
+    beside the write, dask optimised the counts' graph on its own and fused a second
+    copy of the kernel into it (every chunk filled twice: 0.87 s against 0.65 s for
+    the demo's stage), while an unoptimised pass read the whole cube ahead (8.8 GB
+    against 1.0 GB on the scale run). Reading the flags back costs a small part of
+    that (uint8, one value per pixel-date)."""
+    import dask
+
+    from s2ts.zarr_io import open_dataset
+
+    flag = open_dataset(path, chunks={})["flag"].data
+    return [int(v) for v in dask.compute(*[(flag == k).sum() for k in FLAG_VALUES])]
 
 
 def gapfill_from_snakemake(smk) -> None:

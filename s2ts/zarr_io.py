@@ -173,13 +173,12 @@ def _persist(keys: dict, root: Path) -> None:
         files[key].write_bytes(buf.to_bytes())
 
 
-def write_dataset(ds, path, also=()) -> list:
+def write_dataset(ds, path) -> None:
     """Write ``ds`` to the Zarr store ``path`` atomically (temporary name, then renamed).
 
     Gridded variables get the grid mapping, zstd compression, their fill value and
     ``CHUNK`` x ``CHUNK`` spatial chunks (one date per chunk along ``time`` unless the
-    variables are dask arrays, which keep their chunks). ``also``: dask arrays computed
-    in the same pass as the write (sharing its reads); their values are returned.
+    variables are dask arrays, which keep their chunks).
 
     A small in-memory Dataset (numpy arrays, at most :data:`BUFFERED_BYTES`: a
     per-date tile) is written by ``to_zarr`` into a ``zarr.storage.MemoryStore`` and
@@ -187,24 +186,18 @@ def write_dataset(ds, path, also=()) -> list:
     file, in 14-19 ms instead of 28-45 ms per tile store, because zarr-python 3's
     ``LocalStore`` hands each of the store's ~20 small writes from the event loop to
     a thread (docs/performance.md)."""
+    from zarr.storage import MemoryStore
+
     from s2ts.io import atomic_path
 
     ds = _plain_attrs(ds)
     with atomic_path(path) as tmp, _quiet():
-        if not also:
-            from zarr.storage import MemoryStore
-
-            buffered = ds.nbytes <= BUFFERED_BYTES and not any(v.chunks for v in ds.variables.values())
-            keys = {}
-            target = MemoryStore(keys) if buffered else tmp
-            ds.to_zarr(target, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
-            if buffered:
-                _persist(keys, Path(tmp))
-            return []
-        import dask
-
-        write = ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds), compute=False)
-        return [int(v) if np.ndim(v) == 0 else v for v in dask.compute(write, *also)[1:]]
+        buffered = ds.nbytes <= BUFFERED_BYTES and not any(v.chunks for v in ds.variables.values())
+        keys = {}
+        target = MemoryStore(keys) if buffered else tmp
+        ds.to_zarr(target, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
+        if buffered:
+            _persist(keys, Path(tmp))
 
 
 def write_batches(groups, path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import tracemalloc
 
 import numpy as np
@@ -327,6 +328,37 @@ def test_gapfill_driver_exact_where_not_a_tie(tmp_path):
     g = open_dataset(out)
     ref, ref_flag = reference_series(cubes["B04"][:, ::7, ::5], times, True, 40)
     assert_matches(g["B04"].values[:, ::7, ::5], g["flag"].values[:, ::7, ::5], ref, ref_flag)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_chunk_is_filled_once(tmp_path, threads, monkeypatch, caplog):
+    """The filled bands, the flag and the flag counts come from one kernel call per
+    spatial chunk: the written store and the counts computed beside it share the
+    kernel's result (dask once fused a second copy of the kernel into the counts'
+    graph, which doubled the stage's work)."""
+    monkeypatch.setattr(gf, "CHUNK", 256)
+    grid = make_grid(280, 300)  # 2 x 2 chunks of 256 x 256 pixels
+    paths, cubes, strings, *_ = make_masked_stores(tmp_path, grid, ["B03", "B04"])
+    calls = []
+    kernel = gf.fill_kernel
+
+    def counted(block, *args, **kwargs):
+        if block.size:
+            calls.append(block.shape[:2])
+        return kernel(block, *args, **kwargs)
+
+    monkeypatch.setattr(gf, "fill_kernel", counted)
+    with caplog.at_level(logging.INFO, logger="gapfill"):
+        gapfill(paths, tmp_path / "out.zarr", ["B03", "B04"], threads=threads)
+    assert sorted(calls) == [(44, 24), (44, 256), (256, 24), (256, 256)]
+    # the logged counts, against the flags of an independent per-pixel reference
+    # (the two bands share their clouds, so their flags are the same)
+    times = np.array([epoch_seconds(s) for s in strings], dtype=np.int64)
+    _, ref_flag = reference_cube(cubes["B03"], times)
+    n = np.bincount(ref_flag.ravel(), minlength=4)
+    assert n[0] > 0 and n[2] > 0 and n[3] > 0
+    expected = f"{n[1]} observed, {n[2]} interpolated, {n[3]} end-filled, {n[0]} still missing pixel-dates"
+    assert expected in caplog.text
 
 
 def test_gapfill_flag_combines_bands(tmp_path):
