@@ -426,10 +426,10 @@ def flag_counts(path) -> list[int]:
     """Pixel-dates per flag value (0-3) of a written gap-filled store, read back
     chunk by chunk. Counted from the store, not in the pass that writes it: computed
     beside the write, dask optimised the counts' graph on its own and fused a second
-    copy of the kernel into it (every chunk filled twice: 0.87 s against 0.65 s for
-    the demo's stage), while an unoptimised pass read the whole cube ahead (8.8 GB
-    against 1.0 GB on the scale run). Reading the flags back costs a small part of
-    that (uint8, one value per pixel-date)."""
+    copy of the kernel into it (every chunk filled twice: the demo's stage took
+    0.78-0.95 s against 0.55-0.63 s now), while an unoptimised pass read the cube
+    ahead of the kernel (8.8 GB against 0.94 GB at peak on the scale run). Reading the
+    flags back costs a small part of that (uint8, one value per pixel-date)."""
     import dask
 
     from s2ts.zarr_io import open_dataset
