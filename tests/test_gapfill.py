@@ -332,10 +332,10 @@ def test_gapfill_driver_exact_where_not_a_tie(tmp_path):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_each_chunk_is_filled_once(tmp_path, threads, monkeypatch, caplog):
-    """The filled bands, the flag and the flag counts come from one kernel call per
-    spatial chunk: the written store and the counts computed beside it share the
-    kernel's result (dask once fused a second copy of the kernel into the counts'
-    graph, which doubled the stage's work)."""
+    """One kernel call per spatial chunk gives the filled bands and the flag; the
+    logged flag counts are read back from the written store (computed beside the
+    write, dask fused a second copy of the kernel into the counts' graph, which
+    doubled the stage's work)."""
     monkeypatch.setattr(gf, "CHUNK", 256)
     grid = make_grid(280, 300)  # 2 x 2 chunks of 256 x 256 pixels
     paths, cubes, strings, *_ = make_masked_stores(tmp_path, grid, ["B03", "B04"])
