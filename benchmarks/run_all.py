@@ -738,7 +738,14 @@ def main(argv=None) -> dict:
         help="full runs of each side on local files, alternating which goes first; the verdict uses the median "
         "ratio (default 3)",
     )
-    ap.add_argument("--dates", nargs=2, metavar=("START", "END"), default=list(PERIOD), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--dates",
+        nargs=2,
+        metavar=("START", "END"),
+        default=list(PERIOD),
+        help="the demo period (default 2021-01-01 2023-01-01; e.g. 2022-01-01 2023-01-01 for one year, "
+        "docs/performance.md)",
+    )
     ap.add_argument("--original-scale", action="store_true", help="also 2016-01-01..2025-01-01 (a 1.6 GB catalog)")
     ap.add_argument("--skip-demo", action="store_true", help="only the original-scale run (with --original-scale)")
     a = ap.parse_args(argv)

@@ -7,7 +7,9 @@ items in either projection form (``proj:epsg`` as served by the Planetary Comput
 for the reflectance bands and one for the mask band, for as many dates as fit in
 :data:`GROUP_BYTES` of memory, with ``tiles.reads_in_flight`` reads in flight on
 remote COGs (one thread pool per job: latency-bound network reads overlap whatever
-the job's cores) and the job's own threads on local files.
+the job's cores) and the job's own threads on local files. A job given several
+threads with enough dates splits them among as many forked processes
+(:func:`worker_count`): a date's work is mostly Python, which threads cannot share.
 
 * Reflectance bands: resampling ``average`` (no-data 0 excluded), kept uint16,
   no-data 0. With ``tiles.overviews: matching`` (the default) odc-stac reads the COG
@@ -46,6 +48,8 @@ import json
 import logging
 import math
 import os
+import signal
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -542,6 +546,100 @@ def kept_stores(out_dir: Path, wanted: dict[str, str], recipe: str) -> set[str]:
     return keep
 
 
+#: dates a worker process of a tile job takes at least: a process's own set-up (GDAL
+#: and PROJ, odc-stac's first call: 0.2-0.3 s) is paid back over about 8 dates at
+#: 50-70 ms of a date's reading, mosaicking and writing (docs/performance.md)
+MIN_DATES_PER_WORKER = 8
+
+
+def worker_count(threads: int, n_dates: int) -> int:
+    """Processes a tile job splits its dates among: one per thread Snakemake gave the
+    job, and no more than one per :data:`MIN_DATES_PER_WORKER` dates to read. A date's
+    work is mostly Python (odc-stac's planning, xarray's and zarr's writing), so threads
+    share one core: processes are what use the job's cores. Forked from the job's
+    process (imports loaded once), so Linux only; elsewhere 1."""
+    if not sys.platform.startswith("linux"):
+        return 1
+    return max(1, min(int(threads), n_dates // MIN_DATES_PER_WORKER))
+
+
+def _tile_dates(dates: list[str], part: dict) -> list[dict]:
+    """Read, mosaic and write the stores of ``dates`` (one process's share of a batch,
+    see :func:`tile_batch` for ``part``); returns the dates skipped on read errors."""
+    from s2ts.zarr_io import grid_dataset, write_dataset
+
+    if not dates:
+        return []
+    items_of, grid, bands, mask_band = part["items_of"], part["grid"], part["bands"], part["mask_band"]
+    template = grid_dataset(grid)
+    f = mask_factor([it for d in dates for it in items_of[d]], mask_band, grid["resolution"])
+    per_item = grid["height"] * grid["width"] * (2 * len(bands) + f * f + 2)
+    skipped, done = [], 0
+    with _read_pool(part["reads"]) as pool:
+        for group in _groups(dates, items_of, per_item, part["limit"]):
+            loaded = _load_group(
+                group,
+                items_of,
+                grid,
+                bands,
+                mask_band,
+                part["loader"],
+                pool,
+                href_patcher(part["signing"]),
+                part["on_read_error"],
+                skipped,
+                part["overviews"],
+            )
+            for d in group:
+                done += 1
+                if d not in loaded:
+                    continue
+                refl, scl, scl_any = loaded.pop(d)
+                arrays, out_scl, source, out_any = mosaic(refl, scl, scl_any)
+                arrays.update({mask_band: out_scl, f"{mask_band}_any": out_any, "source": source})
+                attrs = {**part["base_attrs"], "items_digest": part["digests"][d]}
+                write_dataset(date_dataset(template, d, items_of[d], arrays, attrs), Path(part["out"]) / f"{d}.zarr")
+                counts = np.bincount(source[source != NO_SOURCE], minlength=len(items_of[d]))
+                log.info(
+                    "date %s: written (pixels per item: %s); %d of %d dates to read done",
+                    d,
+                    counts.tolist(),
+                    done,
+                    len(dates),
+                )
+    return skipped
+
+
+def _worker_init(gdal_threads: int) -> None:
+    """A tile worker process: Ctrl-C reaches the job's process, which ends its workers
+    (:func:`_in_processes`); GDAL gets the worker's share of the job's threads."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ["GDAL_NUM_THREADS"] = str(gdal_threads)
+
+
+def _in_processes(parts: list[list[str]], part: dict, gdal_threads: int) -> list[dict]:
+    """:func:`_tile_dates` of each consecutive share of the dates in its own forked
+    process, all at once; the skipped dates in date order. The first failure (a
+    read error with ``tiles.on_read_error: fail``, a bad item) ends the other workers
+    and is raised here, as a single process would raise it."""
+    import multiprocessing
+
+    # what every worker imports, imported once here and inherited by the fork
+    import odc.stac  # noqa: F401
+    import pystac  # noqa: F401
+    import rioxarray  # noqa: F401
+    import zarr  # noqa: F401
+
+    if part["loader"] == "stackstac":
+        import stackstac  # noqa: F401
+    log.info("%d worker processes: %s dates each", len(parts), "/".join(str(len(p)) for p in parts))
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(len(parts), initializer=_worker_init, initargs=(gdal_threads,)) as pool:
+        pending = [pool.apply_async(_tile_dates, (dates, part)) for dates in parts]
+        results = [r.get() for r in pending]  # leaving the block terminates the workers on an error
+    return [s for r in results for s in r]
+
+
 def tile_batch(
     item_files,
     grid_json,
@@ -563,7 +661,6 @@ def tile_batch(
     ``on_read_error="skip"`` a date whose pixels cannot be read is left out and
     recorded in ``out_dir/skipped.json`` (carried to the NetCDF's provenance)."""
     from s2ts.io import remove, write_json
-    from s2ts.zarr_io import grid_dataset, write_dataset
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -580,12 +677,14 @@ def tile_batch(
     kept = kept_stores(out, digests, recipe)
     todo = [d for d in sorted(items_of) if d not in kept]
     log.info(
-        "batch %s: %d date(s), %d kept from an earlier run, %d to read", batch, len(items_of), len(kept), len(todo)
+        "batch %s: %d date(s), %d kept from an earlier run, %d to read; %d thread(s)",
+        batch,
+        len(items_of),
+        len(kept),
+        len(todo),
+        int(threads),
     )
     remote = any(is_remote(a["href"]) for d in todo for it in items_of[d] for a in it["assets"].values())
-    reads = max(int(threads), int(reads_in_flight)) if remote else int(threads)
-    patch_url = href_patcher(signing)
-    template = grid_dataset(grid)
     base_attrs = {
         "stage": "tile",
         "aoi": aoi["id"],
@@ -597,31 +696,29 @@ def tile_batch(
         "overviews": overviews if loader == "odc-stac" else "off",
         "recipe": recipe,
     }
-    f = mask_factor([it for d in todo for it in items_of[d]], mask_band, grid["resolution"]) if todo else 1
-    per_item = grid["height"] * grid["width"] * (2 * len(bands) + f * f + 2)
-    skipped, done = [], len(kept)
-    with _read_pool(reads) as pool:
-        for group in _groups(todo, items_of, per_item):
-            loaded = _load_group(
-                group, items_of, grid, bands, mask_band, loader, pool, patch_url, on_read_error, skipped, overviews
-            )
-            for d in group:
-                if d not in loaded:
-                    continue
-                refl, scl, scl_any = loaded.pop(d)
-                arrays, out_scl, source, out_any = mosaic(refl, scl, scl_any)
-                arrays.update({mask_band: out_scl, f"{mask_band}_any": out_any, "source": source})
-                attrs = {**base_attrs, "items_digest": digests[d]}
-                write_dataset(date_dataset(template, d, items_of[d], arrays, attrs), out / f"{d}.zarr")
-                done += 1
-                counts = np.bincount(source[source != NO_SOURCE], minlength=len(items_of[d]))
-                log.info(
-                    "date %s: written (pixels per item: %s); %d of %d dates done",
-                    d,
-                    counts.tolist(),
-                    done,
-                    len(items_of),
-                )
+    workers = worker_count(threads, len(todo))
+    part = {
+        "items_of": {d: items_of[d] for d in todo},
+        "digests": digests,
+        "grid": grid,
+        "bands": list(bands),
+        "mask_band": mask_band,
+        "loader": loader,
+        "overviews": overviews,
+        "signing": signing,
+        "on_read_error": on_read_error,
+        "base_attrs": base_attrs,
+        "out": str(out),
+        "limit": GROUP_BYTES // workers,
+        # network reads are latency-bound: tiles.reads_in_flight whatever the cores,
+        # shared by the job's processes; local reads: the job's threads
+        "reads": max(1, -(-max(int(threads), int(reads_in_flight)) // workers)) if remote else int(threads) // workers,
+    }
+    parts = [list(p) for p in np.array_split(np.array(todo, dtype=object), workers) if len(p)]
+    if workers == 1:
+        skipped = _tile_dates(todo, part)
+    else:
+        skipped = _in_processes(parts, part, max(1, int(threads) // workers))
     if skipped:
         write_json(out / SKIPPED, skipped)
     else:

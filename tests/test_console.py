@@ -172,8 +172,14 @@ def test_summary_lists_every_product_that_exists(mixed_run):
     assert "AOI far: 0 items on 0 dates: no data" in cli.stdout
 
 
-def test_ctrl_c_is_quiet_and_the_same_command_resumes(tmp_path):
-    cmd = command(tmp_path, {"dates": {"start": "2021-01-01", "end": "2021-04-01"}, "tiles": {"batch": "date"}})
+@pytest.mark.parametrize("batch", ["date", "auto"])
+def test_ctrl_c_is_quiet_and_the_same_command_resumes(tmp_path, batch):
+    """Ctrl-C during the tile jobs: one per date (``batch: date``), or the run's one
+    tile job (``auto``: a year holding the 18 dates of four months), which reads in
+    two worker processes (2 cores): interrupted while they read. Quiet, no process
+    left, and the same command completes the run."""
+    end = {"date": "2021-04-01", "auto": "2021-05-01"}[batch]
+    cmd = command(tmp_path, {"dates": {"start": "2021-01-01", "end": end}, "tiles": {"batch": batch}})
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
     proc = subprocess.Popen(
         cmd,
@@ -186,19 +192,32 @@ def test_ctrl_c_is_quiet_and_the_same_command_resumes(tmp_path):
         preexec_fn=ctrl_c_as_in_a_terminal,
     )
     logs = tmp_path / "results" / "logs" / "tile" / "1"
+
+    def started():
+        if batch == "date":
+            return len(list(logs.glob("*.log"))) >= 2
+        log = logs / "2021.log"
+        return log.exists() and log.read_text().count(" reading ") == 2  # both workers are reading
+
     t0 = time.time()
-    while len(list(logs.glob("*.log"))) < 2 and time.time() - t0 < 180 and proc.poll() is None:
-        time.sleep(0.2)
+    while not started() and time.time() - t0 < 180 and proc.poll() is None:
+        time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be interrupted"
+    if batch == "auto":
+        text = (logs / "2021.log").read_text()
+        assert "18 to read; 2 thread(s)" in text and "2 worker processes: 9/9 dates each" in text
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
     out, err = proc.communicate(timeout=180)
+    time.sleep(1)
+    left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of the run left after Ctrl-C: {left}"
     assert proc.returncode != 0, err
     assert no_traceback(err) and "meta_path" not in err and "Error" not in err, err
     after = err.split("Terminating processes on user request")[1].splitlines()[1:]
     assert after[0].startswith("Interrupted. Completed outputs are kept") and len(after) <= 2, err
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert (tmp_path / "results" / "1" / "1_2021-01-01_2021-04-01.nc").exists()
+    assert (tmp_path / "results" / "1" / f"1_2021-01-01_{end}.nc").exists()
 
 
 def record(msg, level=logging.INFO, **extra):

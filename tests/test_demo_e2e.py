@@ -110,3 +110,14 @@ def test_offset_removed_across_the_baseline_change(nc):
     assert forest.sum() > 50
     jump = float(np.nanmean(after.values[:, forest]) - np.nanmean(before.values[:, forest]))
     assert abs(jump) < 0.01  # an uncorrected offset would be +0.1
+
+
+def test_two_tile_jobs_share_the_two_cores(demo_run):
+    """The demo's two year batches on 2 cores (`--cores 2`): one thread each, side by
+    side, so neither job splits its dates among processes (tests/test_console.py has
+    the run whose single tile job takes both cores and two worker processes)."""
+    logs = sorted((demo_run / "logs" / "tile" / "1").glob("*.log"))
+    assert [p.stem for p in logs] == ["2021", "2022"]
+    for log in logs:
+        text = log.read_text()
+        assert "to read; 1 thread(s)" in text and "worker processes" not in text, log

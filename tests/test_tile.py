@@ -463,3 +463,94 @@ def test_remote_reads_are_kept_in_flight(tmp_path, base):
     for d in days:
         for out in ("one", "many"):
             np.testing.assert_array_equal(read_store(tmp_path / out / f"{d}.zarr")["B08"], bands[d]["B08"])
+
+
+def test_worker_count():
+    """A tile job's processes: one per thread, at most one per 8 dates to read, at least one."""
+    from s2ts.tile import MIN_DATES_PER_WORKER, worker_count
+
+    assert MIN_DATES_PER_WORKER == 8
+    cases = {(1, 200): 1, (2, 0): 1, (2, 15): 1, (2, 16): 2, (2, 70): 2, (4, 20): 2, (4, 70): 4, (8, 31): 3}
+    assert {k: worker_count(*k) for k in cases} == cases
+
+
+def dated_batch(tmp_path, base, n, seed=0):
+    """``n`` dates five days apart, one local item each with its own known bands
+    (exact on the aligned 10 m grid); the item files, the grid file and the bands."""
+    import datetime as dt
+
+    grid = write_grid_json(tmp_path / "grid.json", utm_grid(32613, X0, Y1, N, N, 10))
+    files, truth = [], {}
+    for k in range(n):
+        d = (dt.date(2024, 1, 1) + dt.timedelta(days=5 * k)).isoformat()
+        truth[d] = ramp(seed + k)
+        it = local_item(
+            base, tmp_path / "cog" / d, truth[d], all_classes_scl(k), X0, Y1,
+            item_id=f"S2B_MSIL2A_{d.replace('-', '')}T174629_R098_T13TDE_X", datetime=f"{d}T17:46:29Z",
+        )  # fmt: skip
+        files.append(write_items_file(tmp_path / f"{d}.json", [it]))
+    return files, grid, truth
+
+
+def test_a_batch_is_split_among_processes_with_the_jobs_threads(tmp_path, base):
+    """With 2 threads and 16 dates, the tile job reads and writes its dates in 2 forked
+    processes, 8 consecutive dates each (their pids, from the log they share with the
+    job, differ from each other and from the job's); every store holds its own date's
+    pixels, exactly (no date's arrays end up in another's store)."""
+    import logging
+    import os
+
+    from s2ts.tile import tile_batch
+
+    files, grid, truth = dated_batch(tmp_path, base, 16)
+    log_file = tmp_path / "tile.log"
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(process)d %(message)s"))
+    logger = logging.getLogger("tile")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        tile_batch(files, grid, ["B03", "B04", "B08"], "SCL", tmp_path / "tile", threads=2, code="c")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        handler.close()
+    reads = [line.split(" ", 1) for line in log_file.read_text().splitlines() if " reading " in line]
+    pids = {int(pid) for pid, _ in reads}
+    assert len(reads) == 2 and len(pids) == 2 and os.getpid() not in pids, reads
+    assert all("item(s) of 8 date(s)" in msg for _, msg in reads)
+    assert sorted(p.stem for p in (tmp_path / "tile").glob("*.zarr")) == sorted(truth)
+    for d, bands in truth.items():
+        attrs, out = read_attrs(tmp_path / "tile" / f"{d}.zarr"), read_store(tmp_path / "tile" / f"{d}.zarr")
+        assert attrs["date"] == d
+        for b in bands:
+            np.testing.assert_array_equal(out[b], bands[b])
+
+
+@pytest.mark.parametrize("on_read_error", ["fail", "skip"])
+def test_a_read_error_in_one_process_acts_as_in_one(tmp_path, base, on_read_error):
+    """A date that cannot be read in the second process: with ``fail`` the job raises
+    the error naming the asset (and no worker process is left); with ``skip`` the date
+    is recorded in skipped.json and every other date is written, as in one process."""
+    import multiprocessing
+
+    from s2ts.tile import ReadError, read_skipped, tile_batch
+
+    files, grid, truth = dated_batch(tmp_path, base, 16, seed=50)
+    bad = sorted(truth)[12]
+    Path(json.loads(files[12].read_text())["features"][0]["assets"]["B04"]["href"]).unlink()
+    out = tmp_path / "tile"
+    run = lambda: tile_batch(files, grid, ["B03", "B04", "B08"], "SCL", out, threads=2, on_read_error=on_read_error)  # noqa: E731
+    if on_read_error == "fail":
+        with pytest.raises(ReadError, match="cannot read asset B04"):
+            run()
+        assert not (out / f"{bad}.zarr").exists()
+    else:
+        skipped = run()
+        assert [s["date"] for s in skipped] == [bad] == [s["date"] for s in read_skipped(out)]
+        assert sorted(p.stem for p in out.glob("*.zarr")) == sorted(set(truth) - {bad})
+        np.testing.assert_array_equal(
+            read_store(out / f"{sorted(truth)[15]}.zarr")["B04"], truth[sorted(truth)[15]]["B04"]
+        )
+    assert multiprocessing.active_children() == []

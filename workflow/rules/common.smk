@@ -212,6 +212,24 @@ def light(aoi):
     return _light(manifest_dates(aoi), batch_mode(aoi), LIGHT_BATCH)
 
 
+def tile_threads(wildcards):
+    """Cores of one tile job: the run's cores (--cores) shared among its tile jobs,
+    counted as this AOI's batches times the number of AOIs. A study with fewer batches
+    than cores (a year on a 4-core laptop) still uses every core: s2ts.tile splits a
+    job's dates among that many processes. Without a core count (a cluster run, a dry
+    run without --cores), 1."""
+    cores = getattr(workflow.global_resources.get("_cores"), "value", None)
+    if not isinstance(cores, int):
+        return 1
+    return max(1, cores // (len(AOIS) * max(1, len(batches(wildcards.aoi)))))
+
+
+def tile_mem_mb(wildcards, threads):
+    """Memory of a tile job: about 250 MB per process it reads in (one per thread,
+    s2ts.tile.worker_count; measured 242 MB for one, 534 MB for two), on 750 MB."""
+    return 750 + 250 * threads
+
+
 def batch_dirs(aoi, stage):
     """The batch outputs of a per-date stage of one AOI: the tile batch folders of
     per-date stores, or the light batches' stores of offset_fix and mask."""

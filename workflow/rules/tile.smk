@@ -12,9 +12,10 @@ rule tile:
         "<results>/benchmarks/tile/{aoi}/{batch}.tsv"
     conda:
         "../../envs/geo.yaml"
-    threads: 1
+    # the cores no other tile job of the run needs (common.smk)
+    threads: tile_threads
     resources:
-        mem_mb=1000,
+        mem_mb=tile_mem_mb,
     params:
         code=code_digest("tile"),
         bands=config["bands"],
