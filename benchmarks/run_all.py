@@ -87,14 +87,16 @@ DEMO_CATALOG = ROOT / "resources" / "demo-catalog"
 PERIOD = ("2021-01-01", "2023-01-01")
 WARMUP = ("2021-01-01", "2021-02-01")
 TRANSPORTS = ("local", "network")
-#: modules each stage imports (the import share of a job's wall); a stage the
+#: the libraries each stage's job has imported by its end (sys.modules after the stage
+#: function; the stages import xarray and friends inside their functions, so the stage
+#: module alone is a fraction of it): the import share of a job's wall. A stage the
 #: workflow no longer has, or a module it no longer imports, is left blank
 STAGE_IMPORTS = {
-    "tile": "import s2ts.tile, odc.stac, pystac, rasterio",
-    "offset_fix": "import s2ts.offset_fix, zarr",
-    "mask": "import s2ts.mask, zarr",
-    "gapfill": "import s2ts.gapfill, zarr",
-    "netcdf": "import s2ts.netcdf, netCDF4, pyproj, zarr",
+    "tile": "import s2ts.tile, odc.stac, pystac, rasterio, rioxarray, zarr",
+    "offset_fix": "import s2ts.offset_fix, xarray, zarr, dask.array",
+    "mask": "import s2ts.mask, xarray, zarr, dask.array",
+    "gapfill": "import s2ts.gapfill, xarray, zarr, dask.array",
+    "netcdf": "import s2ts.netcdf, netCDF4, pyproj, rioxarray, zarr, dask.array",
 }
 CACHE_NOTE = (
     "local-file runs are with a warm OS page cache: before every timed run (both sides) the served COGs "
