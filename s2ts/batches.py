@@ -5,8 +5,8 @@ on a large grid: :func:`auto_mode`), ``year``, ``month``, ``date`` or a number N
 dates. A tile job's imports and set-up cost about a second, and a rerun reads only
 its new or changed dates (the batch folder is Snakemake's ``update()`` kind), so a
 year of a small AOI is one job (on the cores the run's other tile jobs leave it,
-split among processes: :func:`s2ts.tile.worker_count`); a large grid gets months, for parallel jobs and a
-smaller batch folder (Snakemake copies it before a rerun). ``tiles.light_batch`` is
+split among processes: :func:`s2ts.tile.worker_count`); a large grid gets months,
+for parallel jobs and a smaller batch folder (Snakemake copies it before a rerun). ``tiles.light_batch`` is
 the unit of the light stages that follow (offset_fix, mask): ``month`` (the
 default) or ``year`` gather the tile batches by the calendar period of their first
 date, never finer than the tile batches; ``tile`` keeps one job per tile batch. A

@@ -574,6 +574,7 @@ def _tile_dates(dates: list[str], part: dict) -> list[dict]:
     template = grid_dataset(grid)
     f = mask_factor([it for d in dates for it in items_of[d]], mask_band, grid["resolution"])
     per_item = grid["height"] * grid["width"] * (2 * len(bands) + f * f + 2)
+    patch_url = href_patcher(part["signing"])
     skipped, done = [], 0
     with _read_pool(part["reads"]) as pool:
         for group in _groups(dates, items_of, per_item, part["limit"]):
@@ -585,7 +586,7 @@ def _tile_dates(dates: list[str], part: dict) -> list[dict]:
                 mask_band,
                 part["loader"],
                 pool,
-                href_patcher(part["signing"]),
+                patch_url,
                 part["on_read_error"],
                 skipped,
                 part["overviews"],
@@ -697,6 +698,9 @@ def tile_batch(
         "recipe": recipe,
     }
     workers = worker_count(threads, len(todo))
+    # network reads are latency-bound: tiles.reads_in_flight whatever the cores; local
+    # reads: the job's threads; either shared among the job's processes
+    reads = max(int(threads), int(reads_in_flight)) if remote else int(threads)
     part = {
         "items_of": {d: items_of[d] for d in todo},
         "digests": digests,
@@ -710,14 +714,12 @@ def tile_batch(
         "base_attrs": base_attrs,
         "out": str(out),
         "limit": GROUP_BYTES // workers,
-        # network reads are latency-bound: tiles.reads_in_flight whatever the cores,
-        # shared by the job's processes; local reads: the job's threads
-        "reads": max(1, -(-max(int(threads), int(reads_in_flight)) // workers)) if remote else int(threads) // workers,
+        "reads": max(1, reads // workers),
     }
-    parts = [list(p) for p in np.array_split(np.array(todo, dtype=object), workers) if len(p)]
     if workers == 1:
         skipped = _tile_dates(todo, part)
     else:
+        parts = [list(p) for p in np.array_split(np.array(todo, dtype=object), workers)]
         skipped = _in_processes(parts, part, max(1, int(threads) // workers))
     if skipped:
         write_json(out / SKIPPED, skipped)
