@@ -519,7 +519,9 @@ def test_a_batch_is_split_among_processes_with_the_jobs_threads(tmp_path, base):
     reads = [line.split(" ", 1) for line in log_file.read_text().splitlines() if " reading " in line]
     pids = {int(pid) for pid, _ in reads}
     assert len(reads) == 2 and len(pids) == 2 and os.getpid() not in pids, reads
-    assert all("item(s) of 8 date(s)" in msg for _, msg in reads)
+    days = sorted(truth)
+    shares = sorted(msg.split("date(s) ")[1] for _, msg in reads)  # "(first .. last)" of each share
+    assert shares == [f"({days[0]} .. {days[7]})", f"({days[8]} .. {days[15]})"], reads
     assert sorted(p.stem for p in (tmp_path / "tile").glob("*.zarr")) == sorted(truth)
     for d, bands in truth.items():
         attrs, out = read_attrs(tmp_path / "tile" / f"{d}.zarr"), read_store(tmp_path / "tile" / f"{d}.zarr")
