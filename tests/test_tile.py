@@ -492,11 +492,12 @@ def dated_batch(tmp_path, base, n, seed=0):
     return files, grid, truth
 
 
-def test_a_batch_is_split_among_processes_with_the_jobs_threads(tmp_path, base):
+@pytest.mark.parametrize("loader", ["odc-stac", "stackstac"])
+def test_a_batch_is_split_among_processes_with_the_jobs_threads(tmp_path, base, loader):
     """With 2 threads and 16 dates, the tile job reads and writes its dates in 2 forked
     processes, 8 consecutive dates each (their pids, from the log they share with the
     job, differ from each other and from the job's); every store holds its own date's
-    pixels, exactly (no date's arrays end up in another's store)."""
+    pixels, exactly (no date's arrays end up in another's store), with either loader."""
     import logging
     import os
 
@@ -511,7 +512,7 @@ def test_a_batch_is_split_among_processes_with_the_jobs_threads(tmp_path, base):
     level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        tile_batch(files, grid, ["B03", "B04", "B08"], "SCL", tmp_path / "tile", threads=2, code="c")
+        tile_batch(files, grid, ["B03", "B04", "B08"], "SCL", tmp_path / "tile", threads=2, code="c", loader=loader)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
