@@ -345,9 +345,10 @@ def gapfill(
 ) -> dict:
     """Gap-fill an AOI's masked stores into one ``(time, y, x)`` store; return its attrs.
 
-    xarray.apply_ufunc over the vectorised kernel, on dask chunks of ``CHUNK`` x
-    ``CHUNK`` pixels with every date (a cube larger than memory is read, filled and
-    written chunk by chunk); ``threads`` chunks at a time (same result)."""
+    xarray.apply_ufunc over the vectorised kernel, on dask chunks of every date by
+    ``CHUNK`` columns and :func:`_rows_per_chunk` rows (a cube larger than memory is
+    read, filled and written chunk by chunk; a small grid is split so that every thread
+    has a chunk); ``threads`` chunks at a time (same result). The log states the chunks."""
     import dask
     import xarray as xr
 
@@ -397,15 +398,17 @@ def gapfill(
         "flag_meanings": FLAG_MEANINGS,
         "skipped_dates": skipped,
     }
+    rows, cols = cube.chunksizes["y"], cube.chunksizes["x"]
     log.info(
-        "gap-filling (%s) %d dates x %d x %d pixels, bands %s, in chunks of %d x %d pixels on %d thread(s)",
+        "gap-filling (%s) %d dates x %d x %d pixels, bands %s, in %d chunk(s) of up to %d x %d pixels on %d thread(s)",
         method,
         ds.sizes["time"],
         ds.sizes["y"],
         ds.sizes["x"],
         ",".join(bands),
-        CHUNK,
-        CHUNK,
+        len(rows) * len(cols),
+        max(rows),
+        max(cols),
         threads,
     )
     with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):

@@ -361,6 +361,34 @@ def test_each_chunk_is_filled_once(tmp_path, threads, monkeypatch, caplog):
     assert expected in caplog.text
 
 
+@pytest.mark.parametrize("threads, blocks", [(1, [(31, 40)]), (2, [(15, 40), (16, 40)]), (3, [(9, 40), (11, 40), (11, 40)])])
+def test_a_small_grid_is_split_so_that_every_thread_has_a_chunk(tmp_path, threads, blocks, monkeypatch, caplog):
+    """A 40 x 31 grid is one stored 512 x 512 chunk: filled as one block it would leave
+    all threads but one idle. It is split in rows, ceil(31 / threads) at most per
+    chunk, every chunk filled once; the log states the chunks really used."""
+    grid = make_grid(40, 31)
+    paths, cubes, strings, *_ = make_masked_stores(tmp_path, grid, ["B04"])
+    calls = []
+    kernel = gf.fill_kernel
+
+    def counted(block, *args, **kwargs):
+        if block.size:
+            calls.append(block.shape[:2])
+        return kernel(block, *args, **kwargs)
+
+    monkeypatch.setattr(gf, "fill_kernel", counted)
+    with caplog.at_level(logging.INFO, logger="gapfill"):
+        gapfill(paths, tmp_path / "out.zarr", ["B04"], threads=threads)
+    assert sorted(calls) == blocks
+    rows = -(-31 // threads)
+    assert f"in {threads} chunk(s) of up to {rows} x 40 pixels on {threads} thread(s)" in caplog.text
+    # the split changes nothing in the result: the independent per-pixel reference
+    times = np.array([epoch_seconds(s) for s in strings], dtype=np.int64)
+    ref, ref_flag = reference_cube(cubes["B04"], times)
+    g = open_dataset(tmp_path / "out.zarr")
+    assert_matches(g["B04"].values, g["flag"].values, ref, ref_flag)
+
+
 def test_gapfill_flag_combines_bands(tmp_path):
     from conftest import write_batch_store
 
