@@ -367,7 +367,9 @@ def test_each_chunk_is_filled_once(tmp_path, threads, monkeypatch, caplog):
     assert expected in caplog.text
 
 
-@pytest.mark.parametrize("threads, blocks", [(1, [(31, 40)]), (2, [(15, 40), (16, 40)]), (3, [(9, 40), (11, 40), (11, 40)])])
+@pytest.mark.parametrize(
+    "threads, blocks", [(1, [(31, 40)]), (2, [(15, 40), (16, 40)]), (3, [(9, 40), (11, 40), (11, 40)])]
+)
 def test_a_small_grid_is_split_so_that_every_thread_has_a_chunk(tmp_path, threads, blocks, monkeypatch, caplog):
     """A 40 x 31 grid is one stored 512 x 512 chunk: filled as one block it would leave
     all threads but one idle. It is split in rows, ceil(31 / threads) at most per
