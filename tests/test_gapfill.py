@@ -336,15 +336,9 @@ def test_gapfill_driver_exact_where_not_a_tie(tmp_path):
     assert_matches(g["B04"].values[:, ::7, ::5], g["flag"].values[:, ::7, ::5], ref, ref_flag)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_each_chunk_is_filled_once(tmp_path, threads, monkeypatch, caplog):
-    """One kernel call per spatial chunk gives the filled bands and the flag; the
-    logged flag counts are read back from the written store (computed beside the
-    write, dask fused a second copy of the kernel into the counts' graph, which
-    doubled the stage's work)."""
-    monkeypatch.setattr(gf, "CHUNK", 256)
-    grid = make_grid(280, 300)  # 2 x 2 chunks of 256 x 256 pixels
-    paths, cubes, strings, *_ = make_masked_stores(tmp_path, grid, ["B03", "B04"])
+def kernel_calls(monkeypatch) -> list[tuple[int, int]]:
+    """The (rows, columns) of every non-empty block the gap-fill kernel is called on,
+    appended as the stage runs."""
     calls = []
     kernel = gf.fill_kernel
 
@@ -354,6 +348,19 @@ def test_each_chunk_is_filled_once(tmp_path, threads, monkeypatch, caplog):
         return kernel(block, *args, **kwargs)
 
     monkeypatch.setattr(gf, "fill_kernel", counted)
+    return calls
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_chunk_is_filled_once(tmp_path, threads, monkeypatch, caplog):
+    """One kernel call per spatial chunk gives the filled bands and the flag; the
+    logged flag counts are read back from the written store (computed beside the
+    write, dask fused a second copy of the kernel into the counts' graph, which
+    doubled the stage's work)."""
+    monkeypatch.setattr(gf, "CHUNK", 256)
+    grid = make_grid(280, 300)  # 2 x 2 chunks of 256 x 256 pixels
+    paths, cubes, strings, *_ = make_masked_stores(tmp_path, grid, ["B03", "B04"])
+    calls = kernel_calls(monkeypatch)
     with caplog.at_level(logging.INFO, logger="gapfill"):
         gapfill(paths, tmp_path / "out.zarr", ["B03", "B04"], threads=threads)
     assert sorted(calls) == [(44, 24), (44, 256), (256, 24), (256, 256)]
@@ -376,15 +383,7 @@ def test_a_small_grid_is_split_so_that_every_thread_has_a_chunk(tmp_path, thread
     chunk, every chunk filled once; the log states the chunks really used."""
     grid = make_grid(40, 31)
     paths, cubes, strings, *_ = make_masked_stores(tmp_path, grid, ["B04"])
-    calls = []
-    kernel = gf.fill_kernel
-
-    def counted(block, *args, **kwargs):
-        if block.size:
-            calls.append(block.shape[:2])
-        return kernel(block, *args, **kwargs)
-
-    monkeypatch.setattr(gf, "fill_kernel", counted)
+    calls = kernel_calls(monkeypatch)
     with caplog.at_level(logging.INFO, logger="gapfill"):
         gapfill(paths, tmp_path / "out.zarr", ["B04"], threads=threads)
     assert sorted(calls) == blocks
