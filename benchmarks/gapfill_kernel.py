@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
     )
     for method in gf.METHODS:
         s, _ = best_of(lambda m=method: gf.fill_kernel(cube, times, method=m), a.repeat)
-        fig["kernel_s"][method] = round(s, 3)
+        fig["kernel_s"][method] = s
         print(f"kernel, {method}: {s:.3f} s")
     if a.block:
         default = gf._BLOCK_ELEMENTS
@@ -114,7 +114,7 @@ def main(argv=None) -> dict:
                 row = {}
                 for method in gf.METHODS:
                     s, out = best_of(lambda m=method: gf.fill_kernel(cube, times, method=m), a.repeat)
-                    row[method] = round(s, 3)
+                    row[method] = s
                     if ref is None or method not in ref:
                         ref = {**(ref or {}), method: out}
                     elif not all(np.array_equal(x, y) for x, y in zip(out, ref[method])):
