@@ -108,16 +108,15 @@ def main(argv=None) -> dict:
         default = gf._BLOCK_ELEMENTS
         fig["by_block"] = {}
         try:
-            ref = None
+            first = {}  # each method's output with the first block size
             for k in (int(v) for v in a.block.split(",")):
                 gf._BLOCK_ELEMENTS = 2**k
                 row = {}
                 for method in gf.METHODS:
                     s, out = best_of(lambda m=method: gf.fill_kernel(cube, times, method=m), a.repeat)
                     row[method] = s
-                    if ref is None or method not in ref:
-                        ref = {**(ref or {}), method: out}
-                    elif not all(np.array_equal(x, y) for x, y in zip(out, ref[method])):
+                    ref = first.setdefault(method, out)
+                    if not all(np.array_equal(x, y) for x, y in zip(out, ref)):
                         raise SystemExit(f"2**{k} blocks: {method} differs from the first block size")
                 fig["by_block"][f"2**{k}"] = row
                 print(f"blocks of 2**{k}: " + ", ".join(f"{m} {v:.3f} s" for m, v in row.items()))
