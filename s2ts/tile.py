@@ -338,7 +338,8 @@ def load_items(items, grid, bands, mask_band, loader="odc-stac", pool=None, patc
     items = [normalise_proj(it) for it in items]
     fn = _load_odc if loader == "odc-stac" else _load_stackstac
     try:
-        refl, fine = fn(items, grid, fine_grid(grid, f), bands, mask_band, pool, patch_url, overviews)
+        with _warnings_of_pooled_warps():
+            refl, fine = fn(items, grid, fine_grid(grid, f), bands, mask_band, pool, patch_url, overviews)
     except UserError:
         raise
     except Exception as exc:
@@ -347,6 +348,31 @@ def load_items(items, grid, bands, mask_band, loader="odc-stac", pool=None, patc
         if a.shape[0] != len(items):
             raise RuntimeError(f"{loader} returned {a.shape[0]} slices of {name} for {len(items)} items")
     return refl, fine[:, f // 2 :: f, f // 2 :: f], class_bits(fine, f)
+
+
+@contextlib.contextmanager
+def _warnings_of_pooled_warps():
+    """The process's warning filters as they were before a load whose reads ran in a
+    thread pool, without rasterio's warning about its own temporary dataset.
+
+    ``rasterio.warp.reproject`` wraps the in-memory dataset it warps into in
+    ``warnings.catch_warnings()`` + ``simplefilter("ignore")``, which saves and
+    restores the process-wide filter list and so is not thread-safe: with reads in
+    flight on several threads, their saves and restores interleave. One thread then
+    warns "Dataset has no geotransform, gcps, or rpcs. The identity matrix will be
+    returned" about that temporary dataset (the pixels are right: the transform is set
+    just after), and an "ignore every warning" filter can be left behind for the rest
+    of the job. Here the calling thread saves the filters before the load and puts
+    them back after it, when no read is running, and ignores that one warning from
+    ``rasterio.warp`` (a source file without georeferencing warns when it is opened,
+    from ``rasterio``, which stays visible)."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"rasterio\.warp")
+        yield
 
 
 class ReadError(UserError):

@@ -465,6 +465,48 @@ def test_remote_reads_are_kept_in_flight(tmp_path, base):
             np.testing.assert_array_equal(read_store(tmp_path / out / f"{d}.zarr")["B08"], bands[d]["B08"])
 
 
+def test_pooled_reads_leave_the_warning_filters_as_they_were(tmp_path, base):
+    """rasterio.warp.reproject guards its temporary dataset with warnings.catch_warnings,
+    which is not thread-safe. Reads on 8 threads used to log one "Dataset has no
+    geotransform" warning about it and leave an "ignore every warning" filter for the
+    rest of the job. After each pooled load, the filters are the ones from before,
+    nothing was warned, and the pixels are the items' own."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from s2ts.tile import _read_pool, load_items
+
+    grid = utm_grid(32613, X0, Y1, N, N, 10)
+    bands = [ramp(k) for k in range(12)]
+    items = [
+        local_item(
+            base,
+            tmp_path / f"i{k}",
+            b,
+            all_classes_scl(k),
+            X0,
+            Y1,
+            item_id=f"I{k}",
+            datetime=f"2024-06-{k + 1:02d}T17:46:29Z",
+        )
+        for k, b in enumerate(bands)
+    ]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        before = list(warnings.filters)
+        with _read_pool(8) as pool:
+            for _ in range(4):  # the race needs several warps in flight: a few loads
+                refl, _scl, _any = load_items(items, grid, ["B03", "B04", "B08"], "SCL", pool=pool)
+                assert warnings.filters == before
+        warnings.warn("still shown after the loads", UserWarning, stacklevel=1)
+    assert [w for w in seen if issubclass(w.category, NotGeoreferencedWarning)] == []
+    assert [str(w.message) for w in seen if w.category is UserWarning] == ["still shown after the loads"]
+    for k, b in enumerate(bands):
+        for name in ("B03", "B04", "B08"):
+            np.testing.assert_array_equal(refl[name][k], b[name])
+
+
 def test_worker_count():
     """A tile job's processes: one per thread, at most one per 8 dates to read, at least one."""
     from s2ts.tile import MIN_DATES_PER_WORKER, worker_count
