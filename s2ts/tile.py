@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -50,6 +51,7 @@ import math
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -201,6 +203,33 @@ def matching_overview(scale: float, factors: list[int], policy: str = "matching"
     return best
 
 
+_PLANS_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=256)
+def _reproject_plan(src_geobox, dst_geobox, ttol: float):
+    from odc.geo.overlap import compute_reproject_roi
+
+    return compute_reproject_roi(src_geobox, dst_geobox, ttol=ttol)
+
+
+def reproject_plan(rdr, dst_geobox, ttol: float):
+    """odc-loader's reading plan for a file onto ``dst_geobox`` (what its
+    ``_reproject_info_from_rio`` computes), made once per file grid, target grid and
+    tolerance in the process, and shared by the read threads.
+
+    The plan projects the two grids onto each other with pyproj, and pyproj makes each
+    transformer again in every thread that uses it (35-50 ms each). Planned in each of
+    8 read threads, 31 demo items took 4.2 s of CPU to load (29 transformers made), against
+    1.9 s in one thread; with the plans shared, 2.9-3.1 s (10 made). A job's files share
+    a few grids (one per MGRS tile and resolution), so it makes a few plans. Reading one
+    thread at a time, sharing them saves 3-4 ms per item too."""
+    from odc.geo.converters import rio_geobox
+
+    with _PLANS_LOCK:  # one thread makes a plan; the others wait for it
+        return _reproject_plan(rio_geobox(rdr), dst_geobox, float(ttol))
+
+
 def _overview_driver(policy: str = "matching"):
     """odc-loader's rasterio driver, reading the overview :func:`matching_overview`
     picks instead of odc-geo's choice, which snaps the scale down to an integer unless
@@ -208,13 +237,13 @@ def _overview_driver(policy: str = "matching"):
     odc-loader's own reading code."""
     import rasterio
     from odc.loader._reader import resolve_band_query
-    from odc.loader._rio import RioDriver, RioReader, _do_read, _reproject_info_from_rio, rio_env
+    from odc.loader._rio import RioDriver, RioReader, _do_read, rio_env
 
     def read(src, cfg, dst_geobox, dst=None, selection=None):
         ttol = 0.9 if cfg.nearest else 0.05
         with rasterio.open(src.uri, "r", sharing=False) as rdr:
             bidx = resolve_band_query(src, rdr.count, selection=selection)
-            rr = _reproject_info_from_rio(rdr, dst_geobox, ttol=ttol)
+            rr = reproject_plan(rdr, dst_geobox, ttol)
             ovr = None
             if cfg.use_overviews and rr.read_shrink > 1:
                 ovr = matching_overview(rr.scale, rdr.overviews(bidx if isinstance(bidx, int) else bidx[0]), policy)

@@ -507,6 +507,46 @@ def test_pooled_reads_leave_the_warning_filters_as_they_were(tmp_path, base):
             np.testing.assert_array_equal(refl[name][k], b[name])
 
 
+def test_read_threads_share_each_reading_plan(tmp_path, base, monkeypatch):
+    """pyproj remakes its transformers in every thread, so each read thread planning
+    its own reads cost 35-50 ms per transformer. Twelve items on one MGRS tile read
+    twice on 8 threads: one plan per (file grid, target grid), here two (the 10 m bands
+    onto the grid, the 20 m SCL onto the finer mask grid), and the items' own pixels."""
+    import odc.geo.overlap
+
+    from s2ts.tile import _read_pool, _reproject_plan, load_items
+
+    made = []
+    plan = odc.geo.overlap.compute_reproject_roi
+    monkeypatch.setattr(
+        odc.geo.overlap, "compute_reproject_roi", lambda src, dst, **kw: made.append(1) or plan(src, dst, **kw)
+    )
+    _reproject_plan.cache_clear()
+    grid = utm_grid(32613, X0, Y1, N, N, 10)
+    bands = [ramp(100 + k) for k in range(12)]
+    items = [
+        local_item(
+            base,
+            tmp_path / f"i{k}",
+            b,
+            all_classes_scl(k),
+            X0,
+            Y1,
+            item_id=f"I{k}",
+            datetime=f"2024-07-{k + 1:02d}T17:46:29Z",
+        )
+        for k, b in enumerate(bands)
+    ]
+    with _read_pool(8) as pool:
+        for _ in range(2):
+            refl, scl, _any = load_items(items, grid, ["B03", "B04", "B08"], "SCL", pool=pool)
+    assert len(made) == 2
+    for k, b in enumerate(bands):
+        for name in ("B03", "B04", "B08"):
+            np.testing.assert_array_equal(refl[name][k], b[name])
+        np.testing.assert_array_equal(scl[k], np.repeat(np.repeat(all_classes_scl(k), 2, 0), 2, 1))
+
+
 def test_worker_count():
     """A tile job's processes: one per thread, at most one per 8 dates to read, at least one."""
     from s2ts.tile import MIN_DATES_PER_WORKER, worker_count
