@@ -465,20 +465,10 @@ def test_remote_reads_are_kept_in_flight(tmp_path, base):
             np.testing.assert_array_equal(read_store(tmp_path / out / f"{d}.zarr")["B08"], bands[d]["B08"])
 
 
-def test_pooled_reads_leave_the_warning_filters_as_they_were(tmp_path, base):
-    """rasterio.warp.reproject guards its temporary dataset with warnings.catch_warnings,
-    which is not thread-safe. Reads on 8 threads used to log one "Dataset has no
-    geotransform" warning about it and leave an "ignore every warning" filter for the
-    rest of the job. After each pooled load, the filters are the ones from before,
-    nothing was warned, and the pixels are the items' own."""
-    import warnings
-
-    from rasterio.errors import NotGeoreferencedWarning
-
-    from s2ts.tile import _read_pool, load_items
-
-    grid = utm_grid(32613, X0, Y1, N, N, 10)
-    bands = [ramp(k) for k in range(12)]
+def twelve_items(tmp_path, base, seed):
+    """Twelve dates' items on one MGRS tile (one file grid per band resolution), each with
+    its own known bands, exact on the aligned 10 m grid: the grid, the bands, the items."""
+    bands = [ramp(seed + k) for k in range(12)]
     items = [
         local_item(
             base,
@@ -492,6 +482,22 @@ def test_pooled_reads_leave_the_warning_filters_as_they_were(tmp_path, base):
         )
         for k, b in enumerate(bands)
     ]
+    return utm_grid(32613, X0, Y1, N, N, 10), bands, items
+
+
+def test_pooled_reads_leave_the_warning_filters_as_they_were(tmp_path, base):
+    """rasterio.warp.reproject guards its temporary dataset with warnings.catch_warnings,
+    which is not thread-safe. Reads on 8 threads used to log one "Dataset has no
+    geotransform" warning about it and leave an "ignore every warning" filter for the
+    rest of the job. After each pooled load, the filters are the ones from before,
+    nothing was warned, and the pixels are the items' own."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from s2ts.tile import _read_pool, load_items
+
+    grid, bands, items = twelve_items(tmp_path, base, seed=0)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         before = list(warnings.filters)
@@ -522,21 +528,7 @@ def test_read_threads_share_each_reading_plan(tmp_path, base, monkeypatch):
         odc.geo.overlap, "compute_reproject_roi", lambda src, dst, **kw: made.append(1) or plan(src, dst, **kw)
     )
     _reproject_plan.cache_clear()
-    grid = utm_grid(32613, X0, Y1, N, N, 10)
-    bands = [ramp(100 + k) for k in range(12)]
-    items = [
-        local_item(
-            base,
-            tmp_path / f"i{k}",
-            b,
-            all_classes_scl(k),
-            X0,
-            Y1,
-            item_id=f"I{k}",
-            datetime=f"2024-07-{k + 1:02d}T17:46:29Z",
-        )
-        for k, b in enumerate(bands)
-    ]
+    grid, bands, items = twelve_items(tmp_path, base, seed=100)
     with _read_pool(8) as pool:
         for _ in range(2):
             refl, scl, _any = load_items(items, grid, ["B03", "B04", "B08"], "SCL", pool=pool)
