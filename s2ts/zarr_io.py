@@ -173,6 +173,47 @@ def _persist(keys: dict, root: Path) -> None:
         files[key].write_bytes(buf.to_bytes())
 
 
+#: the keys of the last buffered store ``to_zarr`` wrote in this process, with its
+#: :func:`_layout` (:func:`write_dataset` reuses them for a store of the same layout)
+_TEMPLATE: dict = {}
+
+
+def _layout(ds):
+    """Everything but the data variables' values and the root attributes' values
+    that decides the keys ``to_zarr`` writes for ``ds`` (with :func:`_encoding`):
+    the variables' names, dimensions, types, shapes, attributes and encodings, the
+    coordinates' values, and the root attributes' names in order. None when a data
+    variable is not an integer array: xarray's CF encoding could change its values
+    (NaN to a fill value, datetimes, scaling), which a template cannot repeat."""
+    layout = [tuple(ds.attrs)]
+    for name, var in ds.variables.items():
+        data = name in ds.data_vars
+        if data and (var.dtype.kind not in "iu" or {"dtype", "scale_factor", "add_offset"} & set(var.encoding)):
+            return None
+        values = None if data else var.values.tobytes()
+        layout.append((name, data, var.dims, var.dtype.str, var.shape, repr(var.attrs), repr(var.encoding), values))
+    return tuple(layout)
+
+
+async def _swap_values(keys: dict, ds) -> None:
+    """Put ``ds``'s data variables and root attributes into ``keys``, a copy of the
+    keys of a store of the same :func:`_layout`: zarr encodes and chunks each array
+    as the template's array metadata says (a chunk of fill values only is dropped,
+    as ``to_zarr`` drops it), the root attributes are encoded as xarray encodes
+    them, in their order; the consolidated metadata of the arrays is unchanged."""
+    import asyncio
+
+    import zarr
+    from xarray.backends.zarr import encode_zarr_attr_value
+    from zarr.storage import MemoryStore
+
+    group = await zarr.api.asynchronous.open_group(store=MemoryStore(keys), mode="r+", use_consolidated=True)
+    names = list(ds.data_vars)
+    arrays = await asyncio.gather(*(group.getitem(n) for n in names))
+    await asyncio.gather(*(a.setitem(Ellipsis, ds[n].values) for a, n in zip(arrays, names)))
+    await group.update_attributes({k: encode_zarr_attr_value(v) for k, v in ds.attrs.items()})
+
+
 def write_dataset(ds, path) -> None:
     """Write ``ds`` to the Zarr store ``path`` atomically (temporary name, then renamed).
 
@@ -185,7 +226,15 @@ def write_dataset(ds, path) -> None:
     its keys are then written as files (:func:`_persist`): the same store, file for
     file, in 14-19 ms instead of 28-45 ms per tile store, because zarr-python 3's
     ``LocalStore`` hands each of the store's ~20 small writes from the event loop to
-    a thread (docs/performance.md)."""
+    a thread (docs/performance.md).
+
+    The next buffered store of the same :func:`_layout` (the next date of a tile
+    batch: same grid, variables and attribute names) starts from the keys of that
+    one: zarr writes its arrays' chunks and its root attributes into a copy of them,
+    in one call to zarr's event loop (:func:`_swap_values`), and the other keys
+    (array metadata, coordinates, the consolidated metadata) are the ones ``to_zarr``
+    wrote: file for file what ``to_zarr`` writes, in 5 ms instead of 17-19."""
+    from zarr.core.sync import sync
     from zarr.storage import MemoryStore
 
     from s2ts.io import atomic_path
@@ -193,11 +242,20 @@ def write_dataset(ds, path) -> None:
     ds = _plain_attrs(ds)
     with atomic_path(path) as tmp, _quiet():
         buffered = ds.nbytes <= BUFFERED_BYTES and not any(v.chunks for v in ds.variables.values())
-        keys = {}
-        target = MemoryStore(keys) if buffered else tmp
-        ds.to_zarr(target, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
-        if buffered:
-            _persist(keys, Path(tmp))
+        if not buffered:
+            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
+            return
+        layout = _layout(ds)
+        if layout is not None and _TEMPLATE.get("layout") == layout:
+            keys = dict(_TEMPLATE["keys"])
+            sync(_swap_values(keys, ds))
+        else:
+            keys = {}
+            ds.to_zarr(MemoryStore(keys), mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
+            _TEMPLATE.clear()
+            if layout is not None:
+                _TEMPLATE.update(layout=layout, keys=dict(keys))
+        _persist(keys, Path(tmp))
 
 
 def write_batches(groups, path) -> None:

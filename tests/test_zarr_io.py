@@ -71,3 +71,89 @@ def test_a_failed_buffered_write_leaves_no_store(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         zio.write_dataset(tile_like(), tmp_path / "t.zarr")
     assert list(tmp_path.iterdir()) == []
+
+
+def direct_files(ds, store: Path) -> dict:
+    """The truth for ``ds``: xarray's ``to_zarr`` on zarr's own LocalStore, same encoding."""
+    plain = zio._plain_attrs(ds)
+    with zio._quiet():
+        plain.to_zarr(store, mode="w", zarr_format=3, consolidated=True, encoding=zio._encoding(plain))
+    return files_of(store)
+
+
+def counted_to_zarr(monkeypatch):
+    """Count the calls of ``Dataset.to_zarr`` (the template path makes none)."""
+    import xarray as xr
+
+    calls = []
+    real = xr.Dataset.to_zarr
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", counting)
+    return calls
+
+
+def dates_of_one_batch():
+    """Five dates of one grid: different pixels, items and attribute values, a band
+    of zeros only after a date that had other values, and values where the first
+    date had zeros only (zarr writes no chunk of zeros, its arrays' ``fill_value``;
+    the CF ``_FillValue`` is an attribute)."""
+    out = []
+    for k in range(5):
+        ds = tile_like(seed=k)
+        ds.attrs = {
+            "stage": "tile",
+            "date": f"2021-01-0{k + 1}",
+            "items": [{"id": f"item-{k}-{j}", "cloud": np.float64(0.5 * j)} for j in range(k + 1)],
+            "shifts": np.arange(k + 1),
+        }
+        out.append(ds)
+    out[0]["source"][:] = 0  # every pixel from the first item: the template has no chunk for source
+    out[2]["B04"][:] = 0  # no chunk for B04 on that date
+    return out
+
+
+def test_dates_of_one_layout_are_file_for_file_what_to_zarr_writes(tmp_path, monkeypatch):
+    zio._TEMPLATE.clear()
+    dates = dates_of_one_batch()
+    calls = counted_to_zarr(monkeypatch)
+    for k, ds in enumerate(dates):
+        zio.write_dataset(ds, tmp_path / f"{k}.zarr")
+    assert len(calls) == 1, "only the first date of the layout goes through to_zarr"
+    for k, ds in enumerate(dates):
+        got, want = files_of(tmp_path / f"{k}.zarr"), direct_files(ds, tmp_path / f"direct-{k}.zarr")
+        assert sorted(got) == sorted(want), k
+        assert got == want, k
+    assert "source/0.0" not in files_of(tmp_path / "0.zarr") and "source/0.0" in files_of(tmp_path / "1.zarr")
+    assert "B04/0.0" not in files_of(tmp_path / "2.zarr") and "B04/0.0" in files_of(tmp_path / "3.zarr")
+    back = zio.open_dataset(tmp_path / "3.zarr")
+    for name in ["B03", "B04", "SCL", "SCL_any", "source"]:
+        np.testing.assert_array_equal(back[name].values, dates[3][name].values)
+    assert back.attrs["date"] == "2021-01-04" and back.attrs["shifts"] == [0, 1, 2, 3]
+    assert [it["id"] for it in back.attrs["items"]] == [f"item-3-{j}" for j in range(4)]
+    assert back.rio.crs.to_epsg() == 32630
+
+
+def test_a_store_of_another_layout_goes_through_to_zarr(tmp_path, monkeypatch):
+    zio._TEMPLATE.clear()
+    first = dates_of_one_batch()[0]
+    other_grid = dict(GRID, bounds=[GRID["bounds"][0] + 20, *GRID["bounds"][1:]])
+    moved = zio.grid_dataset(other_grid)  # same shape, the coordinates one pixel east
+    for name in first.data_vars:
+        moved[name] = first[name].variable
+    moved.attrs = dict(first.attrs)
+    renamed = first.copy()
+    renamed.attrs = {"stage": "tile", "day": "2021-01-01"}  # other attribute names
+    floats = first.copy()
+    floats["B03"] = floats["B03"].astype("float32")  # CF encoding could change float values
+    calls = counted_to_zarr(monkeypatch)
+    cases = {"first": first, "moved": moved, "renamed": renamed, "floats": floats, "floats-again": floats}
+    for name, ds in cases.items():
+        zio.write_dataset(ds, tmp_path / f"{name}.zarr")
+    assert len(calls) == len(cases), "each layout change (and any float variable) is written by to_zarr"
+    for name, ds in cases.items():
+        assert files_of(tmp_path / f"{name}.zarr") == direct_files(ds, tmp_path / f"direct-{name}.zarr"), name
+    np.testing.assert_array_equal(zio.open_dataset(tmp_path / "moved.zarr")["x"].values, moved["x"].values)
