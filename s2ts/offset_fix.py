@@ -115,12 +115,10 @@ def tile_groups(tile_stores: list[Path]):
 def correct_group(stores, attrs, apply: bool, value: int, since_baseline: str, skipped=None):
     """One group of per-date tile stores, corrected: a ``(time, y, x)`` Dataset (in
     memory) with the per-date records, and the clipped-pixel counts per date."""
-    import xarray as xr
+    from s2ts.zarr_io import record_json, stack_dates
 
-    from s2ts.zarr_io import open_dataset, record_json
-
-    # one grid for every store (the tile stage's recipe): no x/y index to build per store
-    ds = xr.concat([open_dataset(p, indexes=False) for p in stores], dim="time", coords="minimal", compat="override")
+    # one grid for every store (the tile stage's recipe): read in one call of zarr's loop
+    ds = stack_dates(stores)
     times = np.array([np.datetime64(a["datetime"].rstrip("Z"), "s") for a in attrs]).astype("datetime64[ns]")
     ds = ds.assign_coords(time=times)
     bands, mask_band = attrs[0]["bands"], attrs[0]["mask_band"]

@@ -296,6 +296,50 @@ def open_dataset(path, chunks=None, indexes=True):
     )
 
 
+async def _read_data_vars(paths, names):
+    """Every array ``names`` of every store ``paths``, all read concurrently."""
+    import asyncio
+
+    import zarr
+
+    async def one(path):
+        group = await zarr.api.asynchronous.open_group(store=str(path), mode="r", use_consolidated=True)
+        arrays = await asyncio.gather(*(group.getitem(n) for n in names))
+        return await asyncio.gather(*(a.getitem(Ellipsis) for a in arrays))
+
+    return await asyncio.gather(*(one(p) for p in paths))
+
+
+def stack_dates(paths):
+    """Per-date stores of one grid (the tile stage's), their data variables stacked
+    along a new first dimension ``time`` in the order given: what
+    ``xr.concat([open_dataset(p, indexes=False) for p in paths], dim="time",
+    coords="minimal", compat="override")`` gives (the first store's coordinates,
+    variable attributes, encodings and root attributes), with the values read by
+    zarr in one call of its event loop instead of one call per store and array
+    (70 stores: 0.30-0.40 s against 0.53-0.60 s, docs/performance.md). A store
+    whose variables differ from the first's in name, type or shape is refused."""
+    import xarray as xr
+    from zarr.core.sync import sync
+
+    paths = list(paths)
+    first = open_dataset(paths[0], indexes=False)
+    names = list(first.data_vars)
+    values = sync(_read_data_vars(paths, names))
+    for path, arrays in zip(paths, values):
+        for n, a in zip(names, arrays):
+            if a.dtype != first[n].dtype or a.shape != first[n].shape:
+                raise ValueError(
+                    f"{path}: {n} is {a.dtype} {a.shape}, not {first[n].dtype} {first[n].shape} as in {paths[0]}: "
+                    "per-date stores of one batch share one grid and one recipe"
+                )
+    ds = xr.Dataset(coords=first.coords, attrs=first.attrs)
+    for k, n in enumerate(names):
+        var = first[n].variable
+        ds[n] = xr.Variable(("time", *var.dims), np.stack([arrays[k] for arrays in values]), var.attrs, var.encoding)
+    return ds
+
+
 def read_attrs(path) -> dict:
     """A store's attributes, from its Zarr v3 metadata document (no array opened)."""
     meta = Path(path) / "zarr.json"

@@ -157,3 +157,37 @@ def test_a_store_of_another_layout_goes_through_to_zarr(tmp_path, monkeypatch):
     for name, ds in cases.items():
         assert files_of(tmp_path / f"{name}.zarr") == direct_files(ds, tmp_path / f"direct-{name}.zarr"), name
     np.testing.assert_array_equal(zio.open_dataset(tmp_path / "moved.zarr")["x"].values, moved["x"].values)
+
+
+def test_stack_dates_is_xarrays_concat_of_the_stores(tmp_path):
+    import xarray as xr
+
+    dates = dates_of_one_batch()
+    paths = []
+    for k, ds in enumerate(dates):
+        paths.append(tmp_path / f"{k}.zarr")
+        zio.write_dataset(ds, paths[-1])
+    order = [paths[3], paths[0], paths[4], paths[2], paths[1]]  # the order given, not the names'
+    got = zio.stack_dates(order)
+    # the truth: xarray's own concatenation of the stores opened one by one
+    want = xr.concat(
+        [zio.open_dataset(p, indexes=False) for p in order], dim="time", coords="minimal", compat="override"
+    ).load()
+    xr.testing.assert_identical(got, want)
+    for name in ["B03", "B04", "SCL", "SCL_any", "source"]:
+        np.testing.assert_array_equal(got[name].values[1], dates[0][name].values)
+        np.testing.assert_array_equal(got[name].values[3], dates[2][name].values)
+        assert got[name].encoding["dtype"] == want[name].encoding["dtype"]
+    assert got.sizes == {"time": 5, "y": GRID["height"], "x": GRID["width"]}
+    assert got.rio.crs.to_epsg() == 32630
+
+
+def test_stack_dates_refuses_a_store_of_another_grid(tmp_path):
+    zio.write_dataset(tile_like(0), tmp_path / "a.zarr")
+    small = dict(GRID, width=36, bounds=[*GRID["bounds"][:2], GRID["bounds"][2] - 20, GRID["bounds"][3]])
+    other = zio.grid_dataset(small)
+    for name, var in tile_like(1).data_vars.items():
+        other[name] = (("y", "x"), var.values[:, :36])
+    zio.write_dataset(other, tmp_path / "b.zarr")
+    with pytest.raises(ValueError, match=r"b\.zarr: B03 is uint16 \(23, 36\), not uint16 \(23, 37\)"):
+        zio.stack_dates([tmp_path / "a.zarr", tmp_path / "b.zarr"])
