@@ -337,7 +337,10 @@ def stack_dates(paths):
     ds = xr.Dataset(coords=first.coords, attrs=first.attrs)
     for k, n in enumerate(names):
         var = first[n].variable
-        ds[n] = xr.Variable(("time", *var.dims), np.stack([arrays[k] for arrays in values]), var.attrs, var.encoding)
+        stacked = np.stack([arrays[k] for arrays in values])
+        for arrays in values:
+            arrays[k] = None  # each date's copy goes as soon as it is stacked: at most one variable twice
+        ds[n] = xr.Variable(("time", *var.dims), stacked, var.attrs, var.encoding)
     return ds
 
 
