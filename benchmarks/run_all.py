@@ -92,6 +92,7 @@ TRANSPORTS = ("local", "network")
 #: module alone is a fraction of it): the import share of a job's wall. A stage the
 #: workflow no longer has, or a module it no longer imports, is left blank
 STAGE_IMPORTS = {
+    "stac_manifest": "import s2ts.stac_manifest, pystac_client",
     "tile": "import s2ts.tile, odc.stac, pystac, rasterio, rioxarray, zarr",
     "offset_fix": "import s2ts.offset_fix, xarray, zarr, dask.array",
     "mask": "import s2ts.mask, xarray, zarr, dask.array",
@@ -331,6 +332,33 @@ def stage_costs(results: Path, imports: bool = True) -> dict:
     return out
 
 
+def jobs_since(results: Path, since: float) -> dict[str, int]:
+    """Jobs per stage whose Snakemake benchmark file (``<results>/benchmarks/<stage>/...``)
+    was written at or after ``since`` (epoch seconds): the jobs of a run started then."""
+    out: dict[str, int] = {}
+    root = results / "benchmarks"
+    for f in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        if f.stat().st_mtime >= since:
+            stage = f.relative_to(root).parts[0]
+            out[stage] = out.get(stage, 0) + 1
+    return out
+
+
+def rerun_floor(noop_s: float, jobs: dict[str, int], stages: dict, full_s: float) -> dict:
+    """What a rerun of ``jobs`` would cost if its jobs did no work: Snakemake's own
+    (the no-op rerun's wall) and, for each job, its stage's imports (``stages``, as
+    :func:`stage_costs` measures them). Stages without an import figure are listed
+    and count for nothing (the floor stays a lower bound)."""
+    missing = sorted(s for s in jobs if (stages.get(s) or {}).get("import_s") is None)
+    seconds = noop_s + sum(n * stages[s]["import_s"] for s, n in jobs.items() if s not in missing)
+    return {
+        "seconds": round(seconds, 2),
+        "share_of_full": ratio(seconds, full_s),
+        "jobs": dict(jobs),
+        "without_import_figure": missing,
+    }
+
+
 def child_json(script: str, args: list[str]) -> dict | None:
     with tempfile.NamedTemporaryFile(suffix=".json") as f:
         p = subprocess.run(
@@ -426,6 +454,10 @@ def measure(
                 out["one_new_date"] = one_new_date(
                     transport, stac.url, work, runner, cog, local_items, items, wf, period
                 )
+                if transport == "local":  # the stages' imports are measured on local files
+                    out["one_new_date"]["floor"] = rerun_floor(
+                        noop["wall_s"], out["one_new_date"]["jobs"], out["stages"], wf["wall_s"]
+                    )
         finally:
             stac.stop()
     finally:
@@ -470,7 +502,9 @@ def one_new_date(transport, stac_url, work, runner, cog, local_items, items, ful
     base = runner.workflow(f"{transport}-before-{last}", stac_url, inc, start, last)
     warm_page_cache(files)
     log(f"{transport}: workflow extended to {end}")
+    started = time.time()
     rerun = runner.workflow(f"{transport}-one-new-date", stac_url, inc, start, end)
+    rerun["jobs"] = jobs_since(inc, started)
     rerun["date"] = last
     rerun["items_of_date"] = sum(1 for it in local_items if item_day(it) == last)
     rerun["base_wall_s"] = base["wall_s"]
@@ -557,6 +591,26 @@ def table(fig: dict) -> str:
                 (transport, f"workflow, one new date ({d['date']}, {d['items_of_date']} item(s))", _s(d["wall_s"]),
                  _req(d.get("traffic")), _mb(d.get("traffic")), note, verdicts)
             )  # fmt: skip
+            f = d.get("floor")
+            if f:
+                n = sum(f["jobs"].values())
+                note = (
+                    f"{f['share_of_full']:.3f} of the full run: the no-op rerun and the imports of the {n} jobs "
+                    f"it reran ({', '.join(f'{s} {k}' for s, k in f['jobs'].items())}), with no work done"
+                )
+                if f["without_import_figure"]:
+                    note += f"; no import figure for {', '.join(f['without_import_figure'])}"
+                rows.append(
+                    (
+                        transport,
+                        "workflow, one new date: its floor (no work, one process per job)",
+                        _s(f["seconds"]),
+                        "",
+                        "",
+                        note,
+                        "",
+                    )
+                )
     loc = fig["transports"].get("local") or {}
     rb = ((loc.get("read_bound") or {}).get("plans", {}).get("odc", {}).get("single_thread", {}) or {}).get("seconds")
     if rb:

@@ -6,6 +6,7 @@ verdicts are worked out by hand below."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -80,3 +81,49 @@ def test_one_pair_keeps_the_verdict_on_the_full_run(tmp_path):
     lines = [line for line in run_all.table(fig).splitlines() if line.startswith("| local | workflow, shipped")]
     assert lines and lines[0].endswith("wall <= 1.0 (stretch 0.5): met |")
     assert "pairs of full runs" not in run_all.table(fig)
+
+
+def test_one_new_date_floor_counts_the_rerun_jobs_imports_and_snakemakes_own(tmp_path):
+    # benchmark files of a base run (written before the rerun started) and of a rerun
+    bench = tmp_path / "benchmarks"
+    base_t, rerun_t = 1_000_000.0, 1_000_100.0
+    written = {
+        "stac_manifest/1.tsv": rerun_t + 1,
+        "tile/1/2021.tsv": base_t,
+        "tile/1/2022.tsv": rerun_t + 2,
+        "offset_fix/1/2021.tsv": base_t,
+        "offset_fix/1/2022.tsv": rerun_t + 3,
+        "mask/1/2022.tsv": rerun_t + 4,
+        "gapfill/1.tsv": rerun_t + 5,
+        "netcdf/1.tsv": rerun_t + 6,
+    }
+    for name, mtime in written.items():
+        f = bench / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("s\n1.0\n")
+        os.utime(f, (mtime, mtime))
+    jobs = run_all.jobs_since(tmp_path, rerun_t)
+    assert jobs == {"gapfill": 1, "mask": 1, "netcdf": 1, "offset_fix": 1, "stac_manifest": 1, "tile": 1}
+
+    stages = {
+        "tile": {"import_s": 0.85},
+        "offset_fix": {"import_s": 0.67},
+        "mask": {"import_s": 0.63},
+        "gapfill": {"import_s": 0.62},
+        "netcdf": {"import_s": 0.69},
+        "stac_manifest": {"import_s": None},
+    }
+    floor = run_all.rerun_floor(1.3, {**jobs, "tile": 2}, stages, 10.0)
+    # 1.3 + 2 x 0.85 + 0.67 + 0.63 + 0.62 + 0.69 = 5.61 s; stac_manifest has no figure and counts 0
+    assert floor["seconds"] == 5.61
+    assert floor["share_of_full"] == 0.561
+    assert floor["without_import_figure"] == ["stac_manifest"]
+
+    fig = local_figures(10.0, 10.0, {"runs": [], "median_ratio": 1.0})
+    fig["transports"]["local"]["one_new_date"] = {
+        "wall_s": 8.0, "share_of_full": 0.8, "date": "2022-12-31", "items_of_date": 1, "floor": floor,
+    }  # fmt: skip
+    rows = [line for line in run_all.table(fig).splitlines() if "its floor" in line]
+    assert len(rows) == 1
+    assert "| 5.6 |" in rows[0] and "0.561 of the full run" in rows[0] and "7 jobs" in rows[0]
+    assert "no import figure for stac_manifest" in rows[0]
