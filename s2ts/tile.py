@@ -707,7 +707,7 @@ def tile_batch(
     on_read_error="fail",
     batch="",
     loader="odc-stac",
-    reads_in_flight=8,
+    reads_in_flight=16,
     code="",
     overviews="matching",
 ):
