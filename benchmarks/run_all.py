@@ -310,38 +310,45 @@ def import_seconds(stmt: str, repeat: int = 3) -> float | None:
     return statistics.median(runs)
 
 
+def benchmark_files(results: Path) -> dict[str, list[Path]]:
+    """Snakemake's benchmark files of a run, by stage: ``<results>/benchmarks/<stage>/...``."""
+    root = results / "benchmarks"
+    out: dict[str, list[Path]] = {}
+    for f in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
+        parts = f.relative_to(root).parts
+        if len(parts) > 1:
+            out.setdefault(parts[0], []).append(f)
+    return out
+
+
 def stage_costs(results: Path, imports: bool = True) -> dict:
     """Per stage: jobs, mean wall and max RSS from Snakemake's benchmark files
-    (``<results>/benchmarks/<stage>/...``, whatever stages the workflow has)."""
+    (:func:`benchmark_files`, whatever stages the workflow has)."""
     out = {}
-    root = results / "benchmarks"
-    for d in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+    for stage, files in sorted(benchmark_files(results).items()):
         rows = []
-        for f in d.rglob("*.tsv"):
+        for f in files:
             rows += list(csv.DictReader(open(f), delimiter="\t"))
         if not rows:
             continue
         wall = statistics.mean(float(r["s"]) for r in rows)
         rss = [float(r["max_rss"]) for r in rows if r.get("max_rss") not in (None, "-", "NA", "")]
         c = {"jobs": len(rows), "mean_wall_s": round(wall, 2), "max_rss_mb": round(max(rss)) if rss else None}
-        stmt = STAGE_IMPORTS.get(d.name)
+        stmt = STAGE_IMPORTS.get(stage)
         imp = import_seconds(stmt) if imports and stmt else None
         c["import_s"] = None if imp is None else round(imp, 2)
         c["import_share"] = ratio(imp, wall, 2)
-        out[d.name] = c
+        out[stage] = c
     return out
 
 
 def jobs_since(results: Path, since: float) -> dict[str, int]:
-    """Jobs per stage whose Snakemake benchmark file (``<results>/benchmarks/<stage>/...``)
-    was written at or after ``since`` (epoch seconds): the jobs of a run started then."""
-    out: dict[str, int] = {}
-    root = results / "benchmarks"
-    for f in sorted(root.rglob("*.tsv")) if root.is_dir() else []:
-        if f.stat().st_mtime >= since:
-            stage = f.relative_to(root).parts[0]
-            out[stage] = out.get(stage, 0) + 1
-    return out
+    """Jobs per stage whose benchmark file (:func:`benchmark_files`) was written at or
+    after ``since`` (epoch seconds): the jobs of a run started then."""
+    counts = {
+        stage: sum(f.stat().st_mtime >= since for f in files) for stage, files in benchmark_files(results).items()
+    }
+    return {stage: n for stage, n in counts.items() if n}
 
 
 def rerun_floor(noop_s: float, jobs: dict[str, int], stages: dict, full_s: float) -> dict:
