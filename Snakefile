@@ -42,10 +42,6 @@ localrules:
 
 
 onstart:
-    # backups of update() outputs left by a killed run (s2ts/stale_lock.py)
-    from s2ts.stale_lock import clear_stale_backups
-
-    clear_stale_backups(workflow.persistence.path)
     console_onstart()
 
 

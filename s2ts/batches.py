@@ -3,17 +3,18 @@
 ``tiles.batch`` is the tile stage's unit: ``auto`` (the default: a year, or a month
 on a large grid: :func:`auto_mode`), ``year``, ``month``, ``date`` or a number N of
 dates. A tile job's imports and set-up cost about a second, and a rerun reads only
-its new or changed dates (the batch folder is Snakemake's ``update()`` kind), so a
+its new or changed dates (the stores stay in the batch folder across runs), so a
 year of a small AOI is one job (on the cores the run's other tile jobs leave it,
 split among processes: :func:`s2ts.tile.worker_count`); a large grid gets months,
-for parallel jobs and a smaller batch folder (Snakemake copies it before a rerun). ``tiles.light_batch`` is
+for parallel jobs of a bounded size. ``tiles.light_batch`` is
 the unit of the light stages that follow (offset_fix, mask): ``month`` (the
 default) or ``year`` gather the tile batches by the calendar period of their first
 date, never finer than the tile batches; ``tile`` keeps one job per tile batch. A
 light batch is always a union of whole tile batches.
 
 A tile job writes one Zarr store per date, inside its batch folder
-``tile/<batch>/<date>.zarr``; a light job writes one ``(time, y, x)`` store per
+``tile/<batch>/<date>.zarr``, then the batch's index ``tile/<batch>.json`` (the rule's
+output, listing the dates); a light job writes one ``(time, y, x)`` store per
 light batch, ``<stage>/<batch>.zarr``. Batches are calendar periods (or runs of N
 dates counted from the first date), so new acquisitions at the end of the
 series only ever touch the newest batch, tile or light.
@@ -26,20 +27,38 @@ import re
 BATCH_RE = r"\d{4}(-\d{2}(-\d{2})?)?|n\d{5}"
 
 
-def batch_stores(in_dirs) -> tuple[list, list[dict]]:
-    """The per-date stores of one or more tile batch folders (the tile batches of a
-    light batch), in date order, and the batches' records of skipped dates
-    (tiles.on_read_error: skip). A date found in two folders is an error."""
+def batch_stores(batches) -> tuple[list, list[dict]]:
+    """The per-date stores of one or more tile batches (the tile batches of a light
+    batch), in date order, and the batches' records of skipped dates
+    (tiles.on_read_error: skip). A batch is its index, ``tile/<batch>.json`` (the tile
+    rule's output: the stores it lists, in the folder beside it), or a folder of
+    stores (every store in it). A date found in two batches is an error, and so is a
+    store an index lists that is not there."""
     import json
     from pathlib import Path
 
-    if isinstance(in_dirs, (str, Path)):
-        in_dirs = [in_dirs]
-    in_dirs = [Path(d) for d in in_dirs]
-    skipped = [
-        e for d in in_dirs if (d / "skipped.json").exists() for e in json.loads((d / "skipped.json").read_text())
-    ]
-    stores = sorted((s for d in in_dirs for s in d.glob("*.zarr")), key=lambda s: s.name)
+    from s2ts.errors import UserError
+
+    if isinstance(batches, (str, Path)):
+        batches = [batches]
+    stores, skipped = [], []
+    for b in map(Path, batches):
+        if b.suffix == ".json":
+            folder = b.with_suffix("")
+            listed = [folder / f"{d}.zarr" for d in json.loads(b.read_text())["dates"]]
+            missing = [s.name for s in listed if not (s / "zarr.json").exists()]
+            if missing:
+                raise UserError(
+                    f"tile stores listed in {b} are missing: {', '.join(missing)}. Delete {b} and run the "
+                    "workflow again: the tile job then reads those dates again (the other stores are kept)."
+                )
+            stores.extend(listed)
+        else:
+            folder = b
+            stores.extend(folder.glob("*.zarr"))
+        if (folder / "skipped.json").exists():
+            skipped.extend(json.loads((folder / "skipped.json").read_text()))
+    stores.sort(key=lambda s: s.name)
     names = [s.name for s in stores]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -273,11 +273,14 @@ class Cube:
 
 def store_paths(paths) -> list[Path]:
     """Stores from store paths (``<date>.zarr``, ``<batch>.zarr``, or a store's
-    ``zarr.json``) and/or tile batch folders holding per-date stores."""
+    ``zarr.json``) and/or tile batches (a batch's index ``tile/<batch>.json``, or a
+    folder of per-date stores: s2ts.batches.batch_stores)."""
+    from s2ts.batches import batch_stores
+
     out = []
     for p in map(Path, paths):
         p = p.parent if p.name == "zarr.json" else p
-        out.extend([p] if p.suffix == ".zarr" else sorted(p.glob("*.zarr")))
+        out.extend([p] if p.suffix == ".zarr" else batch_stores(p)[0])
     return out
 
 

@@ -187,7 +187,7 @@ def offset_fix(
 
 
 def offset_fix_from_snakemake(smk) -> None:
-    """A light batch: the per-date stores of one or more tile batch folders."""
+    """A light batch: the per-date stores of one or more tile batches (their indexes)."""
     from s2ts.batches import batch_stores
 
     p = smk.params

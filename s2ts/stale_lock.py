@@ -1,18 +1,10 @@
-"""Clear what a killed Snakemake run leaves behind: a stale lock, stale backups.
+"""Clear what a killed Snakemake run leaves behind: a stale lock.
 
 Snakemake locks its working directory while it runs (``.snakemake/locks``); a run
 killed with ``kill -9`` or by a power cut leaves the lock behind and the next run
 refuses to start until ``snakemake --unlock``. This removes the lock when no
 Snakemake process is running in that directory (checked through /proc), and
 leaves it alone otherwise. ``make demo`` calls it before each run.
-
-Before an ``update()`` job (the tile rule) Snakemake copies the job's output to
-``.snakemake/backups/`` and removes the copy when the job ends; a run killed during
-such a job leaves the copy, and the next run then fails with ``FileExistsError``
-when it backs the same output up again (Snakemake 9.27). The output itself is
-complete (every store in it was written atomically), so a backup found while no
-job runs is stale: :func:`clear_stale_backups` removes it, from the Snakefile's
-``onstart`` (the run holds the lock, so no other run is using it) and here.
 
     python -m s2ts.stale_lock [WORKDIR]
 """
@@ -53,20 +45,6 @@ def _directory_arg(args: list[str], cwd: Path) -> Path | None:
     return None
 
 
-def clear_stale_backups(snakemake_dir: str | os.PathLike = ".snakemake") -> list[Path]:
-    """Remove Snakemake's output backups under ``snakemake_dir`` (``.snakemake``); call
-    only when no Snakemake job runs there. Returns what was removed."""
-    import shutil
-
-    root = Path(snakemake_dir) / "backups"
-    stale = [p for p in root.iterdir()] if root.is_dir() else []
-    for p in stale:
-        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-    if stale:
-        print(f"Removed stale output backups of an interrupted run in {root}.", file=sys.stderr)
-    return stale
-
-
 def clear_stale_lock(workdir: str | os.PathLike = ".") -> bool:
     """Remove the lock files if stale; True when something was removed."""
     workdir = Path(workdir)
@@ -81,7 +59,6 @@ def clear_stale_lock(workdir: str | os.PathLike = ".") -> bool:
     for p in files:
         p.unlink()
     print(f"Removed a stale Snakemake lock in {workdir} (a previous run was interrupted).", file=sys.stderr)
-    clear_stale_backups(workdir / ".snakemake")
     return True
 
 

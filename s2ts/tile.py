@@ -33,9 +33,14 @@ threads with enough dates splits them among as many forked processes
   ``patch_url``; for stackstac the in-memory hrefs are signed just before the load);
   signed URLs are never stored or logged.
 
-Incremental: the rule's output folder is ``update()``-flagged, so a rerun finds the
-stores it wrote before. A store is kept when its ``recipe`` (bands, mask band, grid,
-loader, overviews, stage code) and its date's ``items_digest`` are unchanged; only the other
+Incremental: the rule's output is the batch's index, ``tile/<batch>.json``, written
+last; the stores are in the folder beside it, ``tile/<batch>/<date>.zarr``, which
+Snakemake neither removes before a rerun nor copies (an ``update()`` folder would be
+copied whole into ``.snakemake/backups`` before every rerun, and removed or rolled
+back when the job fails). So a rerun finds the stores written before, also by a job
+that failed or was killed (each store is written under a temporary name and renamed
+into place). A store is kept when its ``recipe`` (bands, mask band, grid, loader,
+overviews, stage code) and its date's ``items_digest`` are unchanged; only the other
 dates are read. Adding one date to a finished run reads that date's items only.
 """
 
@@ -551,24 +556,32 @@ def _read_pool(reads: int):
 
 
 def _load_group(group, items_of, grid, bands, mask_band, loader, pool, patch_url, on_read_error, skipped, overviews):
-    """The loaded dates of a group; on a read error, the group's dates one by one, so
-    that only the date(s) that cannot be read fail (or, with ``on_read_error="skip"``,
-    are left out and appended to ``skipped``)."""
+    """``(date, arrays)`` of a group's dates, in date order, for the caller to write as
+    they come; on a read error, the group's dates one by one, so that only the date(s)
+    that cannot be read fail (or, with ``on_read_error="skip"``, are left out and
+    appended to ``skipped``). A date that fails is raised once the dates before it have
+    been handed out: what was read is written, and a rerun reads only the rest."""
     try:
-        return _load_dates(group, items_of, grid, bands, mask_band, loader, pool, patch_url, overviews)
+        loaded = _load_dates(group, items_of, grid, bands, mask_band, loader, pool, patch_url, overviews)
     except ReadError:
         if len(group) == 1 and on_read_error != "skip":
             raise
-    loaded = {}
+        loaded = None
+    if loaded is not None:
+        while loaded:  # handed out one by one: a written date's arrays are freed
+            d = next(iter(loaded))
+            yield d, loaded.pop(d)
+        return
     for d in group:
         try:
-            loaded.update(_load_dates([d], items_of, grid, bands, mask_band, loader, pool, patch_url, overviews))
+            one = _load_dates([d], items_of, grid, bands, mask_band, loader, pool, patch_url, overviews)
         except ReadError as exc:
             if on_read_error != "skip":
                 raise
             log.warning("date %s skipped (tiles.on_read_error: skip): %s", d, exc)
             skipped.append({"date": d, "reason": str(exc)})
-    return loaded
+            continue
+        yield d, one[d]
 
 
 SKIPPED = "skipped.json"
@@ -630,10 +643,10 @@ def _tile_dates(dates: list[str], part: dict) -> list[dict]:
     f = mask_factor([it for d in dates for it in items_of[d]], mask_band, grid["resolution"])
     per_item = grid["height"] * grid["width"] * (2 * len(bands) + f * f + 2)
     patch_url = href_patcher(part["signing"])
-    skipped, done = [], 0
+    skipped, written = [], 0
     with _read_pool(part["reads"]) as pool:
         for group in _groups(dates, items_of, per_item, part["limit"]):
-            loaded = _load_group(
+            for d, (refl, scl, scl_any) in _load_group(
                 group,
                 items_of,
                 grid,
@@ -645,12 +658,8 @@ def _tile_dates(dates: list[str], part: dict) -> list[dict]:
                 part["on_read_error"],
                 skipped,
                 part["overviews"],
-            )
-            for d in group:
-                done += 1
-                if d not in loaded:
-                    continue
-                refl, scl, scl_any = loaded.pop(d)
+            ):
+                written += 1
                 arrays, out_scl, source, out_any = mosaic(refl, scl, scl_any)
                 arrays.update({mask_band: out_scl, f"{mask_band}_any": out_any, "source": source})
                 attrs = {**part["base_attrs"], "items_digest": part["digests"][d]}
@@ -660,7 +669,7 @@ def _tile_dates(dates: list[str], part: dict) -> list[dict]:
                     "date %s: written (pixels per item: %s); %d of %d dates to read done",
                     d,
                     counts.tolist(),
-                    done,
+                    written + len(skipped),
                     len(dates),
                 )
     return skipped
@@ -710,12 +719,16 @@ def tile_batch(
     reads_in_flight=16,
     code="",
     overviews="matching",
+    index=None,
 ):
     """One batch of dates: one store per date in ``out_dir``, reusing the stores of an
     earlier run made with the same recipe (bands, mask band, grid, loader and the
     stage's ``code`` digest) from the same items. With
     ``on_read_error="skip"`` a date whose pixels cannot be read is left out and
-    recorded in ``out_dir/skipped.json`` (carried to the NetCDF's provenance)."""
+    recorded in ``out_dir/skipped.json`` (carried to the NetCDF's provenance).
+    ``index``: the batch index to write once every store is in place (the tile rule's
+    output: the dates of the batch's stores, see s2ts.batches.batch_stores); a job
+    that fails leaves none, and keeps every store it wrote."""
     from s2ts.io import remove, write_json
 
     out = Path(out_dir)
@@ -780,18 +793,31 @@ def tile_batch(
         write_json(out / SKIPPED, skipped)
     else:
         remove(out / SKIPPED)
+    if index is not None:
+        gone = {s["date"] for s in skipped}
+        write_json(
+            index,
+            {
+                "batch": batch,
+                "folder": out.name,
+                "dates": [d for d in sorted(items_of) if d not in gone],
+                "recipe": recipe,
+            },
+        )
     return skipped
 
 
 def tile_from_snakemake(smk) -> None:
     os.environ.setdefault("GDAL_NUM_THREADS", str(smk.threads))
     p = smk.params
+    index = Path(smk.output.tiles)
     tile_batch(
         list(smk.input.item_files),
         smk.input.grid,
         list(p.bands),
         p.mask_band,
-        smk.output.tiles,
+        index.with_suffix(""),
+        index=index,
         signing=p.signing,
         threads=smk.threads,
         on_read_error=p.on_read_error,

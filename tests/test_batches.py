@@ -115,6 +115,27 @@ def test_batch_stores_refuse_a_date_in_two_folders(tmp_path):
         batch_stores([tmp_path / "x", tmp_path / "y"])
 
 
+def test_batch_stores_of_an_index_are_the_dates_it_lists(tmp_path):
+    """A tile batch given by its index (the tile rule's output): the stores of the
+    dates it lists, not whatever else is in the folder (a store from another run that
+    the job has not yet removed); a listed store that is gone is refused with the fix."""
+    from s2ts.errors import UserError
+
+    folder = tmp_path / "tile" / "2022"
+    for d in ["2022-01-04", "2022-01-09", "2021-12-30"]:
+        (folder / f"{d}.zarr").mkdir(parents=True)
+        (folder / f"{d}.zarr" / "zarr.json").write_text("{}")
+    (folder / "skipped.json").write_text(json.dumps([{"date": "2022-01-05", "reason": "x"}]))
+    index = tmp_path / "tile" / "2022.json"
+    index.write_text(json.dumps({"batch": "2022", "dates": ["2022-01-09", "2022-01-04"]}))
+    stores, skipped = batch_stores(str(index))
+    assert stores == [folder / "2022-01-04.zarr", folder / "2022-01-09.zarr"]
+    assert skipped == [{"date": "2022-01-05", "reason": "x"}]
+    (folder / "2022-01-09.zarr" / "zarr.json").unlink()
+    with pytest.raises(UserError, match=r"2022-01-09.zarr.*Delete .*2022.json and run the workflow again"):
+        batch_stores(index)
+
+
 def test_auto_batches_follow_the_grid_size_only():
     """tiles.batch: auto: a year of dates per tile job on a small grid, a month on a
     large one, a date on a huge one, so that a batch holds at most AUTO_PIXEL_DATES

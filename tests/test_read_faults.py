@@ -82,3 +82,70 @@ def test_skip_drops_the_date_and_records_it_in_the_netcdf(tmp_path, items):
     assert len(ds["time"]) == 2
     recorded = json.loads(ds.getncattr("skipped_dates"))
     assert [r["date"] for r in recorded] == ["2024-06-06"]
+
+
+def test_a_failed_tile_job_keeps_the_stores_it_wrote_and_the_rerun_reads_the_rest(tmp_path, small_demo_catalog):
+    """A date whose COG is missing fails its tile job in a Snakemake run; the dates
+    before it in the batch were read, and their stores stay on disk (the batch folder
+    is not the rule's output, so Snakemake neither removes nor rolls it back). Once the
+    file is back, the rerun reads only the dates without a store, and keeps the others
+    untouched."""
+    import os
+    import shutil
+    from collections import defaultdict
+
+    from conftest import ROOT
+    from test_reruns import config, make_workdir, run
+
+    src = small_demo_catalog
+    clear = defaultdict(list)  # date -> the items the search keeps (eo:cloud_cover < 20)
+    for f in sorted((src / "sentinel-2-l2a").glob("*/*_T30TXQ_*.json")):
+        props = json.loads(f.read_text())["properties"]
+        if props["eo:cloud_cover"] < 20:
+            clear[props["datetime"][:10]].append(f.parent.name)
+    bad = [d for d in sorted(clear) if len(clear[d]) == 1][3]  # with clear dates before and after it
+    (bad_id,) = clear[bad]
+    # the catalog with one item folder of its own, without its B04
+    cat = tmp_path / "catalog"
+    (cat / "sentinel-2-l2a").mkdir(parents=True)
+    shutil.copy2(src / "catalog.json", cat / "catalog.json")
+    for entry in (src / "sentinel-2-l2a").iterdir():
+        if entry.name != bad_id:
+            os.symlink(entry, cat / "sentinel-2-l2a" / entry.name)
+    item = cat / "sentinel-2-l2a" / bad_id
+    item.mkdir()
+    for f in (src / "sentinel-2-l2a" / bad_id).iterdir():
+        if f.name != "B04.tif":
+            shutil.copy2(f, item / f.name)
+
+    wd = make_workdir(tmp_path / "wd")
+    shutil.copy2(ROOT / "resources" / "banc_arguin.geojson", wd / "banc.geojson")
+    cfg = config(wd, **{"aoi.path": "banc.geojson", "stac.catalog": str(cat / "catalog.json")})
+    cfg.update(dates={"start": "2022-03-01", "end": "2022-05-01"})
+    cfg["stac"]["max_cloud_cover"] = 20
+    proc, _ = run(wd, cfg, check=False)
+    assert proc.returncode != 0
+    assert f"cannot read asset B04 of item {bad_id}" in proc.stderr
+    res = wd / "results" / "1"
+    dates = sorted(p.stem for p in (res / "items").glob("*.json"))
+    before = [d for d in dates if d < bad]
+    assert bad in dates and len(before) >= 2 and dates[-1] > bad
+    assert dates.index(bad) < len(dates) // 2  # in the first of the job's two processes' shares
+    (batch,) = {p.name for p in (res / "tile").iterdir() if p.is_dir()}
+    stores = {p.stem: p for p in (res / "tile" / batch).glob("*.zarr")}
+    # what was read before the failure is kept, whole (with two worker processes, the
+    # second one's dates after the failed date may be there too); the failed date is not
+    assert set(before) <= set(stores) and bad not in stores
+    assert all((p / "zarr.json").exists() for p in stores.values())
+    assert not (res / "tile" / f"{batch}.json").exists()  # the job's output: not written
+    kept = {d: (p / "B04" / "0.0").stat().st_mtime_ns for d, p in stores.items()}
+
+    shutil.copy2(src / "sentinel-2-l2a" / bad_id / "B04.tif", item / "B04.tif")  # the file is back
+    run(wd, cfg)
+    log = (wd / "results" / "logs" / "tile" / "1" / f"{batch}.log").read_text()
+    n = len(dates)
+    assert f"{n} date(s), {len(kept)} kept from an earlier run, {n - len(kept)} to read" in log
+    assert {d: (res / "tile" / batch / f"{d}.zarr" / "B04" / "0.0").stat().st_mtime_ns for d in kept} == kept
+    assert json.loads((res / "tile" / f"{batch}.json").read_text())["dates"] == dates
+    (nc,) = res.glob("*.nc")
+    assert len(netCDF4.Dataset(nc)["time"]) == n

@@ -99,7 +99,7 @@ def test_a_date_skipped_on_read_error_is_said_on_the_terminal(tmp_path, three_da
         tmp_path,
         "from s2ts.tile import tile_from_snakemake\nrun(smk, tile_from_snakemake)",
         input={"item_files": [str(f) for f, _ in files], "grid": str(grid)},
-        output={"tiles": str(tmp_path / "tile" / "2024-06")},
+        output={"tiles": str(tmp_path / "tile" / "2024-06.json")},
         params={
             "bands": ["B03", "B04", "B08"],
             "mask_band": "SCL",
@@ -121,6 +121,8 @@ def test_a_date_skipped_on_read_error_is_said_on_the_terminal(tmp_path, three_da
         "2024-06-01.zarr",
         "2024-06-11.zarr",
     ]
+    # the batch's index lists the dates that have a store, not the skipped one
+    assert json.loads((tmp_path / "tile" / "2024-06.json").read_text())["dates"] == ["2024-06-01", "2024-06-11"]
 
 
 def test_a_stage_that_succeeds_ends_its_process_with_everything_flushed(tmp_path):

@@ -208,7 +208,7 @@ def test_rule_threads_drive_the_loader_and_gdal(tmp_path, base, monkeypatch, thr
             code="c",
             overviews="matching",
         ),
-        output=SimpleNamespace(tiles=str(tmp_path / "tile" / "2024-06-01")),
+        output=SimpleNamespace(tiles=str(tmp_path / "tile" / "2024-06-01.json")),
         wildcards=SimpleNamespace(batch="2024-06-01", aoi="t"),
     )
     tile_from_snakemake(smk)
@@ -219,6 +219,8 @@ def test_rule_threads_drive_the_loader_and_gdal(tmp_path, base, monkeypatch, thr
     out = read_store(tmp_path / "tile" / "2024-06-01" / "2024-06-01.zarr")
     for b in bands:
         np.testing.assert_array_equal(out[b], bands[b])
+    # the rule's output, written last: the batch's index, listing its one date
+    assert json.loads((tmp_path / "tile" / "2024-06-01.json").read_text())["dates"] == ["2024-06-01"]
 
 
 def test_matching_overview_takes_the_coarsest_within_one_percent():
@@ -291,7 +293,7 @@ def test_reprojected_40m_grid_reads_the_4x_overview(tmp_path, base):
 
 
 def test_a_rerun_reads_only_new_or_changed_dates(tmp_path, base):
-    """The batch folder survives a rerun (update()): stores whose items and recipe are
+    """The batch folder survives a rerun (it is not the rule's output): stores whose items and recipe are
     unchanged are kept as they are, and their COGs are not even opened (here they are
     deleted before the rerun); a new date and a date whose items changed are read; a
     date no longer in the batch loses its store; another recipe reads everything."""

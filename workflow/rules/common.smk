@@ -230,17 +230,20 @@ def tile_mem_mb(wildcards, threads):
     return 750 + 250 * threads
 
 
-def batch_dirs(aoi, stage):
-    """The batch outputs of a per-date stage of one AOI: the tile batch folders of
-    per-date stores, or the light batches' stores of offset_fix and mask."""
+def batch_outputs(aoi, stage):
+    """The batch outputs of a per-date stage of one AOI: the tile batches' indexes
+    (each listing the per-date stores in the folder beside it), or the light batches'
+    stores of offset_fix and mask."""
     if stage == "tile":
-        return [f"<results>/{aoi}/tile/{b}" for b in batches(aoi)]
+        return [f"<results>/{aoi}/tile/{b}.json" for b in batches(aoi)]
     return [f"<results>/{aoi}/{stage}/{b}.zarr/zarr.json" for b in light(aoi)]
 
 
-def light_tile_dirs(wildcards):
-    """The tile batch folders an offset_fix job reads."""
-    return [f"<results>/{wildcards.aoi}/tile/{b}" for b in light(wildcards.aoi)[wildcards.batch]]
+def light_tile_batches(wildcards):
+    """The tile batches (their indexes) an offset_fix job reads."""
+    return [
+        f"<results>/{wildcards.aoi}/tile/{b}.json" for b in light(wildcards.aoi)[wildcards.batch]
+    ]
 
 
 def batch_item_files(wildcards):
@@ -260,7 +263,7 @@ def items_digest(wildcards):
 
 
 def masked_batches(wildcards):
-    return batch_dirs(wildcards.aoi, "mask")
+    return batch_outputs(wildcards.aoi, "mask")
 
 
 def final_outputs(wildcards):
@@ -331,10 +334,10 @@ def analysis_figures():
 
 def figures_inputs(wildcards):
     """The products the figures are drawn from: the NetCDF, the manifest, the AOI
-    grid and every date's tile, offset_fix and mask store (batch folders)."""
+    grid and every date's tile, offset_fix and mask store (by batch)."""
     aoi = wildcards.aoi
     stages = {"tiles": "tile", "offset_fixed": "offset_fix", "masked": "mask"}
-    inputs = {k: batch_dirs(aoi, stage) for k, stage in stages.items()}
+    inputs = {k: batch_outputs(aoi, stage) for k, stage in stages.items()}
     inputs.update(
         nc=f"<results>/{aoi}/{aoi}_<period>.nc",
         manifest=f"<results>/{aoi}/manifest.csv",

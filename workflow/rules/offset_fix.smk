@@ -1,6 +1,6 @@
 rule offset_fix:
     input:
-        tiles=light_tile_dirs,
+        tiles=light_tile_batches,
     output:
         # the store's own metadata document: a directory() output would get Snakemake's
         # .snakemake_timestamp inside the store

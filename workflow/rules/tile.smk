@@ -3,9 +3,10 @@ rule tile:
         item_files=batch_item_files,
         grid="<results>/{aoi}/aoi/grid.json",
     output:
-        # update(): a rerun keeps the batch's stores whose items and settings did not
-        # change and reads only the other dates (s2ts/tile.py)
-        tiles=update(directory("<results>/{aoi}/tile/{batch}")),
+        # the batch's index, written last; its per-date stores are in the folder
+        # tile/{batch}/ beside it, which a rerun (or the rerun of a failed job) finds:
+        # it reads only the dates whose items or settings changed (s2ts/tile.py)
+        tiles="<results>/{aoi}/tile/{batch}.json",
     log:
         "<results>/logs/tile/{aoi}/{batch}.log",
     benchmark:
