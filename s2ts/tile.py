@@ -568,9 +568,7 @@ def _load_group(group, items_of, grid, bands, mask_band, loader, pool, patch_url
             raise
         loaded = None
     if loaded is not None:
-        while loaded:  # handed out one by one: a written date's arrays are freed
-            d = next(iter(loaded))
-            yield d, loaded.pop(d)
+        yield from loaded.items()
         return
     for d in group:
         try:
