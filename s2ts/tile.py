@@ -793,15 +793,7 @@ def tile_batch(
         remove(out / SKIPPED)
     if index is not None:
         gone = {s["date"] for s in skipped}
-        write_json(
-            index,
-            {
-                "batch": batch,
-                "folder": out.name,
-                "dates": [d for d in sorted(items_of) if d not in gone],
-                "recipe": recipe,
-            },
-        )
+        write_json(index, {"dates": [d for d in sorted(items_of) if d not in gone]})
     return skipped
 
 
