@@ -49,42 +49,38 @@ def item_shift(item: dict, apply: bool, value: int, since_baseline: str) -> int:
     return int(value) if pb >= baseline_version(since_baseline) else 0
 
 
-def shift_lut(shifts: list[int]) -> np.ndarray:
-    """int32 (256,): the shift of each ``source`` value (255, no source: 0)."""
+def date_shift(source: np.ndarray, shifts: list[int]) -> int | np.ndarray:
+    """The shift of each pixel of one date: that of its item (``source`` value k is
+    item k, ``shifts[k]``; 255, no item: 0).
+
+    An int when every pixel has the same, which is the usual case (the date's items
+    share one baseline and cover the grid); else an int32 array like ``source``."""
+    distinct = set(shifts)
+    if len(distinct) == 1:
+        (s,) = distinct
+        nowhere = source == NO_SOURCE
+        if s == 0 or not nowhere.any():
+            return int(s)
+        return np.where(nowhere, np.int32(0), np.int32(s))
+    if not distinct:
+        return 0
     lut = np.zeros(256, np.int32)
     lut[: len(shifts)] = shifts
     lut[NO_SOURCE] = 0
-    return lut
+    return lut[source]
 
 
-def _shift(source: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Each pixel's shift: ``lut`` (..., 256) looked up at its ``source`` value."""
-    if lut.ndim == 1:
-        return lut[source]
-    if lut.shape[0] == source.shape[0] and all(n == 1 for n in lut.shape[1:-1]):
-        # a table per date (T, 1, 1, 256): one lookup per date, 3-10x faster than
-        # take_along_axis (which first casts every source value to intp)
-        out = np.empty(source.shape, lut.dtype)
-        for t in range(source.shape[0]):
-            out[t] = lut[t].reshape(-1)[source[t]]
-        return out
-    return np.take_along_axis(lut, source[..., None].astype(np.intp), -1)[..., 0]
+def apply_offset(dn: np.ndarray, shift: int | np.ndarray) -> tuple[np.ndarray, int]:
+    """uint16 DN -> int16 corrected DN (fill -32768 where DN == 0), clipped to int16,
+    and the number of pixels clipped (corrected DN above 32767).
 
-
-def apply_offset(dn: np.ndarray, source: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """uint16 DN -> int16 corrected DN (fill -32768 where DN == 0), clipped to int16.
-
-    ``lut`` (:func:`shift_lut`): the shift per ``source`` value, broadcast against
-    the pixels along its leading axes (e.g. one row per date)."""
-    out = dn.astype(np.int32) + _shift(source, lut)
-    out = np.clip(out, FILL_INT16 + 1, INT16_MAX)
+    ``shift``: :func:`date_shift` (an int, or an array like ``dn``)."""
+    out = dn.astype(np.int32)
+    out += shift
+    n_clipped = int(np.count_nonzero((out > INT16_MAX) & (dn != 0)))
+    np.clip(out, FILL_INT16 + 1, INT16_MAX, out=out)
     out[dn == 0] = FILL_INT16
-    return out.astype(np.int16)
-
-
-def clipped(dn: np.ndarray, source: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Where the corrected DN exceeds int16 (counted, then clipped to 32767)."""
-    return (dn.astype(np.int32) + _shift(source, lut) > INT16_MAX) & (dn != 0)
+    return out.astype(np.int16), n_clipped
 
 
 #: bytes held per pixel and date: the tile's arrays and the corrected bands (int32 on the way)
@@ -123,14 +119,18 @@ def correct_group(stores, attrs, apply: bool, value: int, since_baseline: str, s
     ds = ds.assign_coords(time=times)
     bands, mask_band = attrs[0]["bands"], attrs[0]["mask_band"]
     shifts = [[item_shift(it, apply, value, since_baseline) for it in a["items"]] for a in attrs]
-    lut = np.stack([shift_lut(s) for s in shifts])[:, None, None, :]  # (time, 1, 1, 256)
     source = ds["source"].values
+    # each date's shift found once for its bands: an int unless its items differ
+    shift = [date_shift(source[t], s) for t, s in enumerate(shifts)]
     out = ds[[mask_band, f"{mask_band}_any", "source"]].copy()
     n_clipped = np.zeros(len(attrs), np.int64)
     for b in bands:
         dn = ds[b].values
-        out[b] = (("time", "y", "x"), apply_offset(dn, source, lut))
-        n_clipped += clipped(dn, source, lut).sum(axis=(1, 2))
+        corrected = np.empty(dn.shape, np.int16)
+        for t in range(len(attrs)):
+            corrected[t], n = apply_offset(dn[t], shift[t])
+            n_clipped[t] += n
+        out[b] = (("time", "y", "x"), corrected)
     out = out[bands + [mask_band, f"{mask_band}_any", "source"]]
     records = [
         {

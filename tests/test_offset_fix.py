@@ -8,8 +8,8 @@ import pytest
 from conftest import load_features, local_item, read_store, tile_store, utm_grid
 
 from s2ts.errors import UserError
-from s2ts.offset_fix import apply_offset, clipped, offset_fix, shift_lut
-from s2ts.zarr_io import FILL_INT16, read_attrs
+from s2ts.offset_fix import apply_offset, date_shift, offset_fix
+from s2ts.zarr_io import FILL_INT16, NO_SOURCE, read_attrs
 
 N = 32
 BANDS = ["B03", "B04", "B08"]
@@ -122,8 +122,9 @@ def test_fix_is_never_applied_twice(tmp_path, items):
 def test_apply_false_and_provider_corrected_items_are_not_shifted():
     dn = np.array([[0, 1000, 2500]], np.uint16)
     src = np.zeros_like(dn, np.uint8)
-    out = apply_offset(dn, src, shift_lut([0]))
+    out, n_clipped = apply_offset(dn, date_shift(src, [0]))
     np.testing.assert_array_equal(out, [[FILL_INT16, 1000, 2500]])
+    assert out.dtype == np.int16 and n_clipped == 0
     from s2ts.offset_fix import item_shift
 
     assert item_shift({"processing_baseline": "05.00"}, False, -1000, "04.00") == 0
@@ -133,9 +134,9 @@ def test_apply_false_and_provider_corrected_items_are_not_shifted():
 
 def test_saturated_values_clip_not_wrap():
     dn = np.array([[65535, 40000, 1]], np.uint16)
-    src, lut = np.zeros_like(dn, np.uint8), shift_lut([-1000])
-    np.testing.assert_array_equal(apply_offset(dn, src, lut), [[32767, 32767, -999]])
-    assert clipped(dn, src, lut).sum() == 2
+    out, n_clipped = apply_offset(dn, date_shift(np.zeros_like(dn, np.uint8), [-1000]))
+    np.testing.assert_array_equal(out, [[32767, 32767, -999]])
+    assert n_clipped == 2
 
 
 def test_a_batch_of_dates_each_with_its_own_baseline(tmp_path, items):
@@ -194,12 +195,39 @@ def test_a_large_grid_is_corrected_a_few_dates_at_a_time(tmp_path, items, monkey
     assert list(dated["offset_correction"].values) == list(whole["offset_correction"].values)
 
 
-def test_each_date_looks_up_the_shift_of_its_own_items():
-    """A batch's table has one row per date: pixel (t, y, x) takes the shift of item
-    source[t, y, x] of date t (255: no item, no data)."""
-    source = np.array([[[0, 1], [255, 1]], [[1, 0], [0, 255]]], np.uint8)
-    lut = np.stack([shift_lut([0, -1000]), shift_lut([-1000, 0])])[:, None, None, :]
-    dn = np.where(source == 255, 0, 1500).astype(np.uint16)
-    expected = [[[1500, 500], [FILL_INT16, 500]], [[1500, 500], [500, FILL_INT16]]]
-    np.testing.assert_array_equal(apply_offset(dn, source, lut), expected)
-    assert not clipped(dn, source, lut).any()
+def test_each_pixel_takes_the_shift_of_its_own_item():
+    """Pixel (y, x) of a date takes the shift of item source[y, x] (255: no item, 0),
+    whether the date's items differ, agree, or leave pixels without an item."""
+    source = np.array([[0, 1], [NO_SOURCE, 1]], np.uint8)
+    np.testing.assert_array_equal(date_shift(source, [0, -1000]), [[0, -1000], [0, -1000]])
+    np.testing.assert_array_equal(date_shift(source, [-1000, -1000]), [[-1000, -1000], [0, -1000]])
+    assert date_shift(source, [0, 0]) == 0
+    assert date_shift(np.array([[0, 1], [1, 1]], np.uint8), [-1000, -1000]) == -1000
+    assert date_shift(np.full((2, 2), NO_SOURCE, np.uint8), []) == 0
+
+
+def test_the_shift_of_each_pixel_against_a_pixel_by_pixel_truth():
+    """A date of 2 items with different baselines, then with the same, each with pixels
+    that no item covers (DN 0, and one stray DN without an item): every corrected value
+    equals the one worked out pixel by pixel."""
+    rng = np.random.default_rng(7)
+    source = rng.choice(np.array([0, 1, NO_SOURCE], np.uint8), size=(40, 50), p=[0.45, 0.45, 0.1])
+    dn = rng.integers(1, 40000, size=source.shape).astype(np.uint16)
+    dn[source == NO_SOURCE] = 0
+    dn[3, 4], source[3, 4] = 1234, NO_SOURCE  # a stray DN where no item is: never shifted
+    dn[5, 6], source[5, 6] = 0, 1  # no data inside an item
+    for shifts in ([0, -1000], [-1000, -1000], [-1000, 0], [0, 0]):
+        truth = np.empty(dn.shape, np.int64)
+        n_truth = 0
+        for y in range(dn.shape[0]):
+            for x in range(dn.shape[1]):
+                v = int(dn[y, x])
+                shift = 0 if source[y, x] == NO_SOURCE else shifts[source[y, x]]
+                if v == 0:
+                    truth[y, x] = FILL_INT16
+                    continue
+                n_truth += v + shift > 32767
+                truth[y, x] = min(max(v + shift, -32767), 32767)
+        out, n_clipped = apply_offset(dn, date_shift(source, shifts))
+        np.testing.assert_array_equal(out, truth)
+        assert n_clipped == n_truth > 0
