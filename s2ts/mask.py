@@ -83,7 +83,7 @@ def mask_arrays(
     valid = ~bad
     out = {}
     for name, data in bands.items():
-        out[name] = np.where(bad, FILL_INT16, data).astype(np.int16)
+        out[name] = np.where(bad, FILL_INT16, data).astype(np.int16, copy=False)  # int16 in, no second copy
         valid &= data != FILL_INT16
     return out, valid
 
