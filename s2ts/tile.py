@@ -456,26 +456,40 @@ def _describe(exc: Exception) -> str:
 
 
 def mosaic(per_item: dict[str, np.ndarray], scl: np.ndarray, scl_any: np.ndarray | None = None):
-    """First valid item per pixel (items already in priority order).
+    """First valid item per pixel (items already in priority order): a pixel is valid
+    in an item where every band is non-zero.
 
     Returns ``(bands, scl, source)``, or ``(bands, scl, source, scl_any)`` when
-    ``scl_any`` is given."""
+    ``scl_any`` is given. Pixels that no item covers hold 0 (bands, SCL), ``NO_SOURCE``
+    (source) and 1 (``scl_any``: the no-data class's bit). Item by item, each fills the
+    pixels still empty (no index arrays: a single item is one masked copy per array)."""
     bands = list(per_item)
     n = scl.shape[0]
-    valid = np.ones(scl.shape, bool)
-    for b in bands:
-        valid &= per_item[b] != 0
-    any_valid = valid.any(axis=0)
-    first = np.argmax(valid, axis=0)
-    source = np.where(any_valid, first, NO_SOURCE).astype(np.uint8)
     if n >= NO_SOURCE:
         raise UserError(f"{n} items on one date: at most {NO_SOURCE - 1} can be mosaicked")
-    take = np.where(any_valid, first, 0)[None]
-    out = {b: np.where(any_valid, np.take_along_axis(per_item[b], take, 0)[0], 0).astype(np.uint16) for b in bands}
-    out_scl = np.where(any_valid, np.take_along_axis(scl, take, 0)[0], 0).astype(np.uint8)
+    shape = scl.shape[1:]
+    out = {b: np.zeros(shape, np.uint16) for b in bands}
+    out_scl = np.zeros(shape, np.uint8)
+    out_any = None if scl_any is None else np.ones(shape, np.uint16)
+    source = np.full(shape, NO_SOURCE, np.uint8)
+    empty = None  # pixels no item has filled yet (None: all of them)
+    for k in range(n):
+        take = per_item[bands[0]][k] != 0
+        for b in bands[1:]:
+            take &= per_item[b][k] != 0
+        if empty is not None:
+            take &= empty
+        for b in bands:
+            np.copyto(out[b], per_item[b][k], casting="unsafe", where=take)
+        np.copyto(out_scl, scl[k], casting="unsafe", where=take)
+        if out_any is not None:
+            np.copyto(out_any, scl_any[k], casting="unsafe", where=take)
+        np.copyto(source, np.uint8(k), where=take)
+        empty = ~take if empty is None else empty & ~take
+        if not empty.any():
+            break
     if scl_any is None:
         return out, out_scl, source
-    out_any = np.where(any_valid, np.take_along_axis(scl_any, take, 0)[0], 1).astype(np.uint16)
     return out, out_scl, source, out_any
 
 
@@ -662,7 +676,7 @@ def _tile_dates(dates: list[str], part: dict) -> list[dict]:
                 arrays.update({mask_band: out_scl, f"{mask_band}_any": out_any, "source": source})
                 attrs = {**part["base_attrs"], "items_digest": part["digests"][d]}
                 write_dataset(date_dataset(template, d, items_of[d], arrays, attrs), Path(part["out"]) / f"{d}.zarr")
-                counts = np.bincount(source[source != NO_SOURCE], minlength=len(items_of[d]))
+                counts = np.bincount(source.ravel(), minlength=NO_SOURCE + 1)[: len(items_of[d])]
                 log.info(
                     "date %s: written (pixels per item: %s); %d of %d dates to read done",
                     d,

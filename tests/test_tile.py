@@ -146,6 +146,35 @@ def test_mosaic_unit():
     np.testing.assert_array_equal(out_scl, [[0, 6]])
 
 
+def test_mosaic_takes_each_pixel_from_its_first_valid_item():
+    """Three overlapping items with no-data here and there, against a pixel-by-pixel
+    truth: the first item (in priority order) with every band non-zero gives the bands,
+    SCL, SCL_any and its index; a pixel that no item covers is 0, NO_SOURCE and 1."""
+    rng = np.random.default_rng(3)
+    n, shape = 3, (30, 40)
+    per_item = {
+        b: np.where(rng.random((n, *shape)) < 0.4, 0, rng.integers(1, 60000, (n, *shape))).astype(np.uint16)
+        for b in ("B03", "B04")
+    }
+    scl = rng.integers(0, 12, (n, *shape)).astype(np.uint8)
+    scl_any = rng.integers(0, 4096, (n, *shape)).astype(np.uint16)
+    out, out_scl, source, out_any = mosaic(per_item, scl, scl_any)
+    n_source = 0
+    for y in range(shape[0]):
+        for x in range(shape[1]):
+            k = next((k for k in range(n) if all(per_item[b][k, y, x] != 0 for b in per_item)), None)
+            if k is None:
+                assert (source[y, x], out_scl[y, x], out_any[y, x]) == (NO_SOURCE, 0, 1)
+                assert all(out[b][y, x] == 0 for b in per_item)
+                continue
+            n_source += 1
+            assert (source[y, x], out_scl[y, x], out_any[y, x]) == (k, scl[k, y, x], scl_any[k, y, x])
+            assert all(out[b][y, x] == per_item[b][k, y, x] for b in per_item)
+    assert 0 < n_source < source.size  # both kinds of pixels were checked
+    assert set(np.unique(source)) == {0, 1, 2, NO_SOURCE}
+    assert out["B03"].dtype == np.uint16 and out_scl.dtype == np.uint8 and source.dtype == np.uint8
+
+
 def test_signing_only_for_planetary_computer_host():
     assert signing_mode("auto", "https://planetarycomputer.microsoft.com/api/stac/v1") == "planetary_computer"
     assert signing_mode("auto", "https://earth-search.aws.element84.com/v1") == "none"
