@@ -10,7 +10,7 @@ rule netcdf:
         "<results>/benchmarks/netcdf/{aoi}.tsv"
     conda:
         "../../envs/netcdf.yaml"
-    threads: 1
+    threads: 2  # reading and decoding the cube's chunks beside the HDF5 writes (dask threads)
     resources:
         mem_mb=2000,
     params:
