@@ -56,14 +56,14 @@ def date_shift(source: np.ndarray, shifts: list[int]) -> int | np.ndarray:
     An int when every pixel has the same, which is the usual case (the date's items
     share one baseline and cover the grid); else an int32 array like ``source``."""
     distinct = set(shifts)
+    if not distinct:
+        return 0
     if len(distinct) == 1:
         (s,) = distinct
         nowhere = source == NO_SOURCE
         if s == 0 or not nowhere.any():
             return int(s)
         return np.where(nowhere, np.int32(0), np.int32(s))
-    if not distinct:
-        return 0
     lut = np.zeros(256, np.int32)
     lut[: len(shifts)] = shifts
     lut[NO_SOURCE] = 0
@@ -75,11 +75,12 @@ def apply_offset(dn: np.ndarray, shift: int | np.ndarray) -> tuple[np.ndarray, i
     and the number of pixels clipped (corrected DN above 32767).
 
     ``shift``: :func:`date_shift` (an int, or an array like ``dn``)."""
+    no_data = dn == 0
     out = dn.astype(np.int32)
     out += shift
-    n_clipped = int(np.count_nonzero((out > INT16_MAX) & (dn != 0)))
+    n_clipped = int(np.count_nonzero((out > INT16_MAX) & ~no_data))
     np.clip(out, FILL_INT16 + 1, INT16_MAX, out=out)
-    out[dn == 0] = FILL_INT16
+    out[no_data] = FILL_INT16
     return out.astype(np.int16), n_clipped
 
 
