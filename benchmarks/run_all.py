@@ -310,6 +310,24 @@ def import_seconds(stmt: str, repeat: int = 3) -> float | None:
     return statistics.median(runs)
 
 
+#: what a ``script:`` job's process runs before the script's own imports: Snakemake's
+#: preamble (the interpreter's start is timed around it, :func:`process_start_seconds`)
+SCRIPT_PREAMBLE = "import pickle; from snakemake.logging import logger; from snakemake.iocontainers import Snakemake"
+
+
+def process_start_seconds(repeat: int = 3) -> float | None:
+    """Wall (s) of a new interpreter that runs Snakemake's script preamble and exits:
+    what each ``script:`` job pays before its stage's imports (median of ``repeat``)."""
+    runs = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", SCRIPT_PREAMBLE], cwd=ROOT, capture_output=True, text=True)
+        if out.returncode != 0:
+            return None
+        runs.append(time.perf_counter() - t)
+    return round(statistics.median(runs), 3)
+
+
 def benchmark_files(results: Path) -> dict[str, list[Path]]:
     """Snakemake's benchmark files of a run, by stage: ``<results>/benchmarks/<stage>/...``."""
     root = results / "benchmarks"
@@ -349,6 +367,47 @@ def jobs_since(results: Path, since: float) -> dict[str, int]:
         stage: sum(f.stat().st_mtime >= since for f in files) for stage, files in benchmark_files(results).items()
     }
     return {stage: n for stage, n in counts.items() if n}
+
+
+def per_aoi_walls_since(results: Path, since: float) -> dict[str, list[float]]:
+    """Walls (s) of the per-AOI jobs (``<results>/benchmarks/<stage>/<aoi>.tsv``: the
+    search, the gap-fill, the NetCDF; not the batch jobs one folder deeper) whose
+    benchmark file was written at or after ``since``, by stage."""
+    out: dict[str, list[float]] = {}
+    for stage, files in benchmark_files(results).items():
+        for f in files:
+            if len(f.relative_to(results / "benchmarks").parts) == 2 and f.stat().st_mtime >= since:
+                rows = list(csv.DictReader(open(f), delimiter="\t"))
+                out.setdefault(stage, []).extend(float(r["s"]) for r in rows)
+    return dict(sorted(out.items()))
+
+
+def rerun_series_bound(
+    noop_s: float, walls: dict[str, list[float]], stages: dict, full_s: float, process_s: float = 0.0
+) -> dict:
+    """What one new date costs, with today's per-AOI stages, even with no process per
+    job: Snakemake's own (the no-op rerun's wall) and the work of the rerun's per-AOI
+    jobs (``walls``, from :func:`per_aoi_walls_since`), each job's wall less its
+    stage's imports and less ``process_s`` (a process's start and Snakemake's script
+    preamble, :func:`process_start_seconds`). These jobs redo the AOI's whole series
+    whatever one date adds (the search, the gap-fill, the NetCDF), so no change to the
+    per-date or per-batch stages takes a rerun below this. A stage without an import
+    figure counts for nothing (the bound stays a lower bound)."""
+    work, missing = {}, []
+    for stage, ws in walls.items():
+        imp = (stages.get(stage) or {}).get("import_s")
+        if imp is None:
+            missing.append(stage)
+            continue
+        work[stage] = round(sum(max(w - imp - process_s, 0.0) for w in ws), 2)
+    seconds = noop_s + sum(work.values())
+    return {
+        "seconds": round(seconds, 2),
+        "share_of_full": ratio(seconds, full_s),
+        "work_s": work,
+        "process_s": process_s,
+        "without_import_figure": sorted(missing),
+    }
 
 
 def rerun_floor(noop_s: float, jobs: dict[str, int], stages: dict, full_s: float) -> dict:
@@ -465,6 +524,14 @@ def measure(
                     out["one_new_date"]["floor"] = rerun_floor(
                         noop["wall_s"], out["one_new_date"]["jobs"], out["stages"], wf["wall_s"]
                     )
+                    out["process_start_s"] = process_start_seconds()
+                    out["one_new_date"]["series_bound"] = rerun_series_bound(
+                        noop["wall_s"],
+                        out["one_new_date"]["per_aoi_walls"],
+                        out["stages"],
+                        wf["wall_s"],
+                        out["process_start_s"] or 0.0,
+                    )
         finally:
             stac.stop()
     finally:
@@ -512,6 +579,7 @@ def one_new_date(transport, stac_url, work, runner, cog, local_items, items, ful
     started = time.time()
     rerun = runner.workflow(f"{transport}-one-new-date", stac_url, inc, start, end)
     rerun["jobs"] = jobs_since(inc, started)
+    rerun["per_aoi_walls"] = per_aoi_walls_since(inc, started)
     rerun["date"] = last
     rerun["items_of_date"] = sum(1 for it in local_items if item_day(it) == last)
     rerun["base_wall_s"] = base["wall_s"]
@@ -612,6 +680,28 @@ def table(fig: dict) -> str:
                         transport,
                         "workflow, one new date: its floor (no work, one process per job)",
                         _s(f["seconds"]),
+                        "",
+                        "",
+                        note,
+                        "",
+                    )
+                )
+            b = d.get("series_bound")
+            if b:
+                work = ", ".join(f"{s} {w:.2f} s" for s, w in b["work_s"].items())
+                note = (
+                    f"{b['share_of_full']:.3f} of the full run: the no-op rerun and the work (wall less imports and "
+                    f"{b['process_s']:.2f} s of process start) of the "
+                    f"rerun's per-AOI jobs ({work}), which redo the whole series with today's stages: no per-date or per-batch change, "
+                    "and no fewer processes, takes the rerun below this"
+                )
+                if b["without_import_figure"]:
+                    note += f"; no import figure for {', '.join(b['without_import_figure'])}"
+                rows.append(
+                    (
+                        transport,
+                        "workflow, one new date: Snakemake's own and the per-AOI stages' work",
+                        _s(b["seconds"]),
                         "",
                         "",
                         note,

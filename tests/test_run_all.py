@@ -127,3 +127,56 @@ def test_one_new_date_floor_counts_the_rerun_jobs_imports_and_snakemakes_own(tmp
     assert len(rows) == 1
     assert "| 5.6 |" in rows[0] and "0.561 of the full run" in rows[0] and "7 jobs" in rows[0]
     assert "no import figure for stac_manifest" in rows[0]
+
+
+def test_the_process_start_runs_this_snakemakes_script_preamble():
+    # None when the preamble's imports fail (a Snakemake that moved them); a new
+    # interpreter takes some milliseconds, and not seconds
+    s = run_all.process_start_seconds(repeat=1)
+    assert s is not None and 0.005 < s < 2.0
+
+
+def test_one_new_date_series_bound_counts_snakemakes_own_and_the_per_aoi_jobs_work(tmp_path):
+    # a base run's files (before the rerun) and a rerun's: per-AOI jobs sit at
+    # benchmarks/<stage>/<aoi>.tsv, batch jobs one folder deeper
+    bench = tmp_path / "benchmarks"
+    base_t, rerun_t = 1_000_000.0, 1_000_100.0
+    written = {
+        "stac_manifest/1.tsv": (rerun_t + 1, 0.50),
+        "tile/1/2022.tsv": (rerun_t + 2, 3.00),
+        "offset_fix/1/2022.tsv": (rerun_t + 3, 1.40),
+        "gapfill/1.tsv": (rerun_t + 5, 2.20),
+        "gapfill/2.tsv": (base_t, 9.00),  # another AOI's, not rerun
+        "netcdf/1.tsv": (rerun_t + 6, 1.85),
+        "figures/1.tsv": (rerun_t + 7, 4.00),  # a stage with no import figure
+    }
+    for name, (mtime, wall) in written.items():
+        f = bench / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(f"s\th:m:s\n{wall}\t0:00:01\n")
+        os.utime(f, (mtime, mtime))
+    walls = run_all.per_aoi_walls_since(tmp_path, rerun_t)
+    assert walls == {"figures": [4.0], "gapfill": [2.2], "netcdf": [1.85], "stac_manifest": [0.5]}
+
+    stages = {
+        "stac_manifest": {"import_s": 0.15},
+        "gapfill": {"import_s": 0.73},
+        "netcdf": {"import_s": 0.77},
+        "tile": {"import_s": 0.89},
+    }
+    bound = run_all.rerun_series_bound(1.4, walls, stages, 15.4, process_s=0.1)
+    # 1.4 + (0.5 - 0.15 - 0.1) + (2.2 - 0.73 - 0.1) + (1.85 - 0.77 - 0.1) = 1.4 + 0.25 + 1.37 + 0.98 = 4.00 s
+    assert bound["seconds"] == 4.0
+    assert bound["share_of_full"] == round(4.0 / 15.4, 3)
+    assert bound["work_s"] == {"gapfill": 1.37, "netcdf": 0.98, "stac_manifest": 0.25}
+    assert bound["without_import_figure"] == ["figures"]
+
+    fig = local_figures(15.4, 15.0, {"runs": [], "median_ratio": 1.0})
+    fig["transports"]["local"]["one_new_date"] = {
+        "wall_s": 8.4, "share_of_full": 0.545, "date": "2022-12-31", "items_of_date": 1, "series_bound": bound,
+    }  # fmt: skip
+    rows = [line for line in run_all.table(fig).splitlines() if "per-AOI stages' work" in line]
+    assert len(rows) == 1
+    assert "| 4.0 |" in rows[0] and f"{round(4.0 / 15.4, 3):.3f} of the full run" in rows[0]
+    assert "gapfill 1.37 s, netcdf 0.98 s, stac_manifest 0.25 s" in rows[0] and "0.10 s of process start" in rows[0]
+    assert "no import figure for figures" in rows[0]
