@@ -608,6 +608,13 @@ def _req(t: dict | None) -> str:
 TARGETS = {"local": (1.0, 0.5), "network": (0.5, 0.25)}
 
 
+def _bound_row(transport: str, what: str, bound: dict, note: str) -> tuple:
+    """A table row of a bound on the one-new-date rerun (its floor, its series bound)."""
+    if bound["without_import_figure"]:
+        note += f"; no import figure for {', '.join(bound['without_import_figure'])}"
+    return (transport, f"workflow, one new date: {what}", _s(bound["seconds"]), "", "", note, "")
+
+
 def table(fig: dict) -> str:
     """The figures as one Markdown table (what docs/performance.md records)."""
     rows = []
@@ -673,41 +680,17 @@ def table(fig: dict) -> str:
                     f"{f['share_of_full']:.3f} of the full run: the no-op rerun and the imports of the {n} jobs "
                     f"it reran ({', '.join(f'{s} {k}' for s, k in f['jobs'].items())}), with no work done"
                 )
-                if f["without_import_figure"]:
-                    note += f"; no import figure for {', '.join(f['without_import_figure'])}"
-                rows.append(
-                    (
-                        transport,
-                        "workflow, one new date: its floor (no work, one process per job)",
-                        _s(f["seconds"]),
-                        "",
-                        "",
-                        note,
-                        "",
-                    )
-                )
+                rows.append(_bound_row(transport, "its floor (no work, one process per job)", f, note))
             b = d.get("series_bound")
             if b:
                 work = ", ".join(f"{s} {w:.2f} s" for s, w in b["work_s"].items())
                 note = (
                     f"{b['share_of_full']:.3f} of the full run: the no-op rerun and the work (wall less imports and "
-                    f"{b['process_s']:.2f} s of process start) of the "
-                    f"rerun's per-AOI jobs ({work}), which redo the whole series with today's stages: no per-date or per-batch change, "
-                    "and no fewer processes, takes the rerun below this"
+                    f"{b['process_s']:.2f} s of process start) of the rerun's per-AOI jobs ({work}), which redo the "
+                    "whole series with today's stages: no per-date or per-batch change, and no fewer processes, "
+                    "takes the rerun below this"
                 )
-                if b["without_import_figure"]:
-                    note += f"; no import figure for {', '.join(b['without_import_figure'])}"
-                rows.append(
-                    (
-                        transport,
-                        "workflow, one new date: Snakemake's own and the per-AOI stages' work",
-                        _s(b["seconds"]),
-                        "",
-                        "",
-                        note,
-                        "",
-                    )
-                )
+                rows.append(_bound_row(transport, "Snakemake's own and the per-AOI stages' work", b, note))
     loc = fig["transports"].get("local") or {}
     rb = ((loc.get("read_bound") or {}).get("plans", {}).get("odc", {}).get("single_thread", {}) or {}).get("seconds")
     if rb:

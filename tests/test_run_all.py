@@ -83,6 +83,13 @@ def test_one_pair_keeps_the_verdict_on_the_full_run(tmp_path):
     assert "pairs of full runs" not in run_all.table(fig)
 
 
+def one_new_date_rows(full_s: float, rerun: dict, marker: str) -> list[str]:
+    """The local table's lines holding ``marker`` for a one-new-date ``rerun``."""
+    fig = local_figures(full_s, full_s, {"runs": [], "median_ratio": 1.0})
+    fig["transports"]["local"]["one_new_date"] = {"date": "2022-12-31", "items_of_date": 1, **rerun}
+    return [line for line in run_all.table(fig).splitlines() if marker in line]
+
+
 def test_one_new_date_floor_counts_the_rerun_jobs_imports_and_snakemakes_own(tmp_path):
     # benchmark files of a base run (written before the rerun started) and of a rerun
     bench = tmp_path / "benchmarks"
@@ -119,11 +126,7 @@ def test_one_new_date_floor_counts_the_rerun_jobs_imports_and_snakemakes_own(tmp
     assert floor["share_of_full"] == 0.561
     assert floor["without_import_figure"] == ["stac_manifest"]
 
-    fig = local_figures(10.0, 10.0, {"runs": [], "median_ratio": 1.0})
-    fig["transports"]["local"]["one_new_date"] = {
-        "wall_s": 8.0, "share_of_full": 0.8, "date": "2022-12-31", "items_of_date": 1, "floor": floor,
-    }  # fmt: skip
-    rows = [line for line in run_all.table(fig).splitlines() if "its floor" in line]
+    rows = one_new_date_rows(10.0, {"wall_s": 8.0, "share_of_full": 0.8, "floor": floor}, "its floor")
     assert len(rows) == 1
     assert "| 5.6 |" in rows[0] and "0.561 of the full run" in rows[0] and "7 jobs" in rows[0]
     assert "no import figure for stac_manifest" in rows[0]
@@ -171,11 +174,7 @@ def test_one_new_date_series_bound_counts_snakemakes_own_and_the_per_aoi_jobs_wo
     assert bound["work_s"] == {"gapfill": 1.37, "netcdf": 0.98, "stac_manifest": 0.25}
     assert bound["without_import_figure"] == ["figures"]
 
-    fig = local_figures(15.4, 15.0, {"runs": [], "median_ratio": 1.0})
-    fig["transports"]["local"]["one_new_date"] = {
-        "wall_s": 8.4, "share_of_full": 0.545, "date": "2022-12-31", "items_of_date": 1, "series_bound": bound,
-    }  # fmt: skip
-    rows = [line for line in run_all.table(fig).splitlines() if "per-AOI stages' work" in line]
+    rows = one_new_date_rows(15.4, {"wall_s": 8.4, "share_of_full": 0.545, "series_bound": bound}, "per-AOI stages")
     assert len(rows) == 1
     assert "| 4.0 |" in rows[0] and f"{round(4.0 / 15.4, 3):.3f} of the full run" in rows[0]
     assert "gapfill 1.37 s, netcdf 0.98 s, stac_manifest 0.25 s" in rows[0] and "0.10 s of process start" in rows[0]
