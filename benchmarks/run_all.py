@@ -377,8 +377,8 @@ def per_aoi_walls_since(results: Path, since: float) -> dict[str, list[float]]:
     for stage, files in benchmark_files(results).items():
         for f in files:
             if len(f.relative_to(results / "benchmarks").parts) == 2 and f.stat().st_mtime >= since:
-                rows = list(csv.DictReader(open(f), delimiter="\t"))
-                out.setdefault(stage, []).extend(float(r["s"]) for r in rows)
+                with open(f) as fh:
+                    out.setdefault(stage, []).extend(float(r["s"]) for r in csv.DictReader(fh, delimiter="\t"))
     return dict(sorted(out.items()))
 
 
@@ -524,13 +524,12 @@ def measure(
                     out["one_new_date"]["floor"] = rerun_floor(
                         noop["wall_s"], out["one_new_date"]["jobs"], out["stages"], wf["wall_s"]
                     )
-                    out["process_start_s"] = process_start_seconds()
                     out["one_new_date"]["series_bound"] = rerun_series_bound(
                         noop["wall_s"],
                         out["one_new_date"]["per_aoi_walls"],
                         out["stages"],
                         wf["wall_s"],
-                        out["process_start_s"] or 0.0,
+                        process_start_seconds() or 0.0,
                     )
         finally:
             stac.stop()
