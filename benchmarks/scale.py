@@ -11,6 +11,9 @@ and for dates:
 * ``large``: the large AOI (``--aoi-km``, default 40 km) over the whole period;
 * ``large-half``: the same AOI over the first half of the dates;
 * ``quarter``: an AOI of half the side (a quarter of the area), whole period;
+* ``large-new-date`` (not run by default): the large AOI without its last acquisition
+  date, then with it, in one results folder: the second run's wall as a share of
+  ``large``'s (issue 12's one-new-date target, < 0.15) and its jobs per stage;
 
 plus the small demo (tutorial polygon, 40 m, 2021-2022, no figures) in the same
 invocation as the throughput baseline. Printed per run: wall, dates, grid,
@@ -42,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from run_all import machine, snakemake  # noqa: E402
+from run_all import benchmark_files, machine, snakemake  # noqa: E402
 
 
 def catalog(path: Path, extent_km: float, start: str, end: str) -> tuple[Path, float | None]:
@@ -81,16 +84,19 @@ def square_aoi(path: Path, side_km: float, aoi_id: str) -> Path:
     return path
 
 
-def job_costs(results: Path) -> dict:
-    """Per stage: jobs, summed wall, max RSS (MB) from Snakemake's benchmark files."""
+def job_costs(results: Path, since: float = 0.0) -> dict:
+    """Per stage: jobs, summed wall, max RSS (MB) from Snakemake's benchmark files
+    (those written after ``since``, a time.time(): a rerun's own jobs)."""
     out = {}
-    for stage_dir in sorted(p for p in (results / "benchmarks").iterdir() if p.is_dir()):
+    for stage, files in sorted(benchmark_files(results).items()):
         rows = []
-        for f in stage_dir.rglob("*.tsv"):
-            rows += list(csv.DictReader(open(f), delimiter="\t"))
+        for f in files:
+            if f.stat().st_mtime >= since:
+                with open(f) as fh:
+                    rows += list(csv.DictReader(fh, delimiter="\t"))
         rss = [float(r["max_rss"]) for r in rows if r["max_rss"] not in ("-", "NA")]
         if rows:
-            out[stage_dir.name] = {
+            out[stage] = {
                 "jobs": len(rows),
                 "wall_s": round(sum(float(r["s"]) for r in rows), 1),
                 "max_rss_mb": round(max(rss)) if rss else None,
@@ -99,12 +105,13 @@ def job_costs(results: Path) -> dict:
 
 
 def measure(results: Path, overrides: dict, aoi_id: str) -> dict:
+    since = time.time()
     wall = snakemake(results, overrides)
     info = json.loads((results / aoi_id / "manifest.json").read_text())
     grid = json.loads((results / aoi_id / "aoi" / "grid.json").read_text())["grid"]
     n_dates = len(info["dates"])
     px = grid["height"] * grid["width"]
-    costs = job_costs(results)
+    costs = job_costs(results, since)
     return {
         "wall_s": round(wall, 1),
         "dates": n_dates,
@@ -126,7 +133,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--start", default="2021-01-01")
     ap.add_argument("--end", default="2021-09-15")
     ap.add_argument("--catalog", default=str(ROOT / ".bench" / "scale-catalog"))
-    ap.add_argument("--runs", default="small_demo,large,large-half,quarter", help="which runs (comma-separated)")
+    ap.add_argument(
+        "--runs",
+        default="small_demo,large,large-half,quarter",
+        help="which runs (comma-separated); large-new-date (after large) adds the last date to a run without it",
+    )
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     runs = a.runs.split(",")
@@ -161,6 +172,14 @@ def main(argv=None) -> dict:
                 "large",
             )
             shutil.rmtree(tmp / "large-half", ignore_errors=True)
+        if "large-new-date" in runs:  # one new date: the large run without its last date, then with it
+            last = fig["large"]["dates_list"][-1]  # dates.end is exclusive: this run stops before it
+            aoi = {**base, "aoi": {"path": str(big), "id_field": "id"}}
+            res = tmp / "large-new-date"
+            fig["large-new-date-base"] = measure(res, {**aoi, "dates": {"start": a.start, "end": last}}, "large")
+            fig["large-new-date"] = measure(res, {**aoi, **period}, "large")
+            fig["large-new-date"]["share_of_full"] = round(fig["large-new-date"]["wall_s"] / fig["large"]["wall_s"], 3)
+            shutil.rmtree(res, ignore_errors=True)
         if "quarter" in runs:
             fig["quarter"] = measure(
                 tmp / "quarter", {**base, "aoi": {"path": str(small), "id_field": "id"}, **period}, "quarter"
@@ -177,6 +196,14 @@ def main(argv=None) -> dict:
             f"| {name} | {r['dates']} | {r['grid']} | {r['area_km2']} | {r['wall_s']} | {r['pixel_dates_per_s']:,} "
             f"| {r['throughput_vs_demo']} | {r['largest_job_rss_mb']} |"
         )
+    if "large-new-date" in fig:
+        nd = fig["large-new-date"]
+        print(
+            f"\none new date ({fig['large']['dates_list'][-1]}) added to the large run without it: "
+            f"{nd['wall_s']} s, {nd['share_of_full']} of the large run's wall (target < 0.15); its jobs:"
+        )
+        for stage, c in nd["stages"].items():
+            print(f"  {stage:<15} jobs {c['jobs']:>4}  wall {c['wall_s']:>8} s  max RSS {c['max_rss_mb']} MB")
     if all(k in fig for k in ("large", "large-half", "quarter")):
         lg, hf, qt = fig["large"], fig["large-half"], fig["quarter"]
         fig["growth"] = {
