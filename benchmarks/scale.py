@@ -104,6 +104,12 @@ def job_costs(results: Path, since: float = 0.0) -> dict:
     return out
 
 
+def print_stages(stages: dict) -> None:
+    """One line per stage of :func:`job_costs`."""
+    for stage, c in stages.items():
+        print(f"  {stage:<15} jobs {c['jobs']:>4}  wall {c['wall_s']:>8} s  max RSS {c['max_rss_mb']} MB")
+
+
 def measure(results: Path, overrides: dict, aoi_id: str) -> dict:
     since = time.time()
     wall = snakemake(results, overrides)
@@ -141,6 +147,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     runs = a.runs.split(",")
+    if "large-new-date" in runs and "large" not in runs:
+        ap.error("large-new-date needs the large run (its last date and its wall): --runs large,large-new-date")
     fig: dict = {"machine": machine(), "params": vars(a)}
     print(f"machine: {fig['machine']}")
     cat, gen_s = catalog(Path(a.catalog), a.extent_km, a.start, a.end)
@@ -202,8 +210,7 @@ def main(argv=None) -> dict:
             f"\none new date ({fig['large']['dates_list'][-1]}) added to the large run without it: "
             f"{nd['wall_s']} s, {nd['share_of_full']} of the large run's wall (target < 0.15); its jobs:"
         )
-        for stage, c in nd["stages"].items():
-            print(f"  {stage:<15} jobs {c['jobs']:>4}  wall {c['wall_s']:>8} s  max RSS {c['max_rss_mb']} MB")
+        print_stages(nd["stages"])
     if all(k in fig for k in ("large", "large-half", "quarter")):
         lg, hf, qt = fig["large"], fig["large-half"], fig["quarter"]
         fig["growth"] = {
@@ -221,8 +228,7 @@ def main(argv=None) -> dict:
         lg = fig["large"]
         cube_gb = lg["pixel_dates"] * 3 * 2 / 1e9
         print(f"\nper stage (large; int16 cube of 3 bands: {cube_gb:.1f} GB):")
-        for stage, c in lg["stages"].items():
-            print(f"  {stage:<15} jobs {c['jobs']:>4}  wall {c['wall_s']:>8} s  max RSS {c['max_rss_mb']} MB")
+        print_stages(lg["stages"])
         tail = max((lg["stages"].get(s, {}).get("max_rss_mb") or 0) for s in ("gapfill", "netcdf"))
         print(
             f"gapfill/netcdf peak RSS {tail} MB (target <= 2048); largest job {lg['largest_job_rss_mb']} MB (target <= 4096)"
