@@ -498,6 +498,44 @@ def test_methods_equal_independent_reference(method, seed, fill_ends, max_gap_da
     assert (flag == 2).sum() > 40  # many values filled by the method itself
 
 
+@pytest.mark.parametrize("method", ["linear", "nearest", "pchip"])
+@pytest.mark.parametrize("shared_mask", [True, False])
+@pytest.mark.parametrize("fill_ends,max_gap_days", [(True, None), (False, 30)])
+def test_kernel_fills_each_band_as_its_own_series(method, shared_mask, fill_ends, max_gap_days):
+    """The stage's kernel (three bands, apply_ufunc's time-last views of time-major
+    chunks) fills every band as the per-pixel references do, whether the bands share
+    one cloud mask (filled together) or not; its flag is the least trustworthy of the
+    bands' reference flags (missing > end-filled > interpolated > observed)."""
+    rng = np.random.default_rng(7)
+    values, times = random_series(rng, 31, (9, 11))
+    bands = [values.copy()]
+    for k in (1, 2):
+        b = rng.integers(-1000, 12000, values.shape).astype(np.int16)
+        b[values == FILL] = FILL  # the same mask...
+        if not shared_mask:  # ...or a few pixel-dates missing in this band only
+            b[rng.random(values.shape) < 0.1 * k] = FILL
+        bands.append(b)
+    assert shared_mask == all(np.array_equal(b == FILL, values == FILL) for b in bands)
+    originals = [b.copy() for b in bands]
+    views = [np.moveaxis(b, 0, -1) for b in bands]  # (y, x, time), as apply_ufunc passes them
+    *filled, flag = gf.fill_kernel(*views, times=times, fill_ends=fill_ends, max_gap_days=max_gap_days, method=method)
+    rank = {1: 0, 2: 1, 3: 2, 0: 3}  # trust order, least trustworthy last
+    worst = np.zeros(values.shape, dtype=np.int64)
+    for b, f in zip(bands, filled):
+        if method == "linear":
+            ref, ref_flag = reference_series(b, times, fill_ends, max_gap_days)
+        else:
+            ref, ref_flag = reference_method(b, times, method, fill_ends, max_gap_days)
+        assert f.shape == b.shape[1:] + (len(times),)
+        assert_matches(np.moveaxis(f, -1, 0), ref_flag, ref, ref_flag)
+        worst = np.maximum(worst, np.vectorize(rank.get)(ref_flag))
+    expected = np.array([1, 2, 3, 0], dtype=np.uint8)[worst]
+    np.testing.assert_array_equal(np.moveaxis(flag, -1, 0), expected)
+    assert (expected == 2).sum() > 100  # many values filled by the method itself
+    for b, o in zip(bands, originals):  # the inputs (dask's chunks) are left as they were
+        np.testing.assert_array_equal(b, o)
+
+
 def test_pchip_random_long_series_against_scipy():
     """Long series with few observations (each gap's cubic uses 4 observations spread far
     apart), exact to the DN away from .5 ties."""
