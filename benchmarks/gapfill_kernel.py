@@ -1,8 +1,8 @@
 """The gap-fill kernel on an AOI's masked cube, per method, against scipy per pixel.
 
 Reads the AOI's masked batch stores (``<results>/<aoi>/mask/*.zarr``) into memory as
-one ``(y, x, band, time)`` block, the layout ``xarray.apply_ufunc`` hands the kernel,
-then times :func:`s2ts.gapfill.fill_kernel` on the whole block, single-threaded,
+one block per band, ``(y, x, time)`` views of time-major arrays: the layout
+``xarray.apply_ufunc`` hands the kernel. Then it times :func:`s2ts.gapfill.fill_kernel` on the whole block, single-threaded,
 for each method (best of ``--repeat``; the first call of each method is not timed).
 The per-pixel alternative is timed on ``--sample`` series with gaps:
 ``scipy.interpolate.PchipInterpolator`` built and evaluated once per pixel and band,
@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def load_cube(results: Path, aoi: str, bands: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The masked cube ``(y, x, band, time)`` int16 and the acquisition times (s)."""
+def load_cube(results: Path, aoi: str, bands: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The masked cube, one int16 ``(y, x, time)`` view of a C-ordered ``(time, y, x)``
+    array per band, and the acquisition times (s)."""
     import s2ts.gapfill as gf
     from s2ts.zarr_io import to_seconds
 
@@ -39,8 +40,8 @@ def load_cube(results: Path, aoi: str, bands: list[str]) -> tuple[np.ndarray, np
     if not stores:
         raise SystemExit(f"no masked store under {results / aoi / 'mask'}: run the workflow first (make demo)")
     ds, _ = gf.read_masked(stores, len(bands), threads=1, rows=10**9, cols=10**9)
-    cube = ds[bands].to_dataarray("band").transpose("y", "x", "band", "time").values
-    return np.ascontiguousarray(cube), to_seconds(ds["time"].values).astype(np.float64)
+    cube = [np.moveaxis(np.ascontiguousarray(ds[b].transpose("time", "y", "x").values), 0, -1) for b in bands]
+    return cube, to_seconds(ds["time"].values).astype(np.float64)
 
 
 def best_of(fn, repeat: int) -> tuple[float, object]:
@@ -60,7 +61,7 @@ def scipy_per_series(cube: np.ndarray, times: np.ndarray, sample: int, seed: int
 
     from s2ts.zarr_io import FILL_INT16
 
-    series = cube.reshape(-1, cube.shape[-1])
+    series = np.concatenate([b.reshape(-1, b.shape[-1]) for b in cube])
     obs = series != FILL_INT16
     n_obs = obs.sum(axis=1)
     usable = np.flatnonzero((n_obs >= 2) & (n_obs < series.shape[1]))
@@ -89,19 +90,20 @@ def main(argv=None) -> dict:
 
     bands = [b for b in a.bands.split(",") if b]
     cube, times = load_cube(a.results, a.aoi, bands)
-    missing = float(np.mean(cube == gf.FILL_INT16))
+    missing = float(np.mean([np.mean(b == gf.FILL_INT16) for b in cube]))
+    y, x, n_t = cube[0].shape
     fig: dict = {
-        "cube": {"y": cube.shape[0], "x": cube.shape[1], "bands": bands, "dates": cube.shape[-1]},
+        "cube": {"y": y, "x": x, "bands": bands, "dates": n_t},
         "missing_share": round(missing, 3),
         "block_elements": gf._BLOCK_ELEMENTS,
         "kernel_s": {},
     }
     print(
-        f"cube: {cube.shape[-1]} dates x {cube.shape[0]} x {cube.shape[1]} pixels x {len(bands)} bands, "
+        f"cube: {n_t} dates x {y} x {x} pixels x {len(bands)} bands, "
         f"{missing * 100:.0f} % missing; one thread, best of {a.repeat}"
     )
     for method in gf.METHODS:
-        s, _ = best_of(lambda m=method: gf.fill_kernel(cube, times, method=m), a.repeat)
+        s, _ = best_of(lambda m=method: gf.fill_kernel(*cube, times=times, method=m), a.repeat)
         fig["kernel_s"][method] = s
         print(f"kernel, {method}: {s:.3f} s")
     if a.block:
@@ -113,7 +115,7 @@ def main(argv=None) -> dict:
                 gf._BLOCK_ELEMENTS = 2**k
                 row = {}
                 for method in gf.METHODS:
-                    s, out = best_of(lambda m=method: gf.fill_kernel(cube, times, method=m), a.repeat)
+                    s, out = best_of(lambda m=method: gf.fill_kernel(*cube, times=times, method=m), a.repeat)
                     row[method] = s
                     ref = first.setdefault(method, out)
                     if not all(np.array_equal(x, y) for x, y in zip(out, ref)):
@@ -125,7 +127,7 @@ def main(argv=None) -> dict:
     if a.sample:
         per = scipy_per_series(cube, times, a.sample)
         if per is not None:
-            n_series = cube.shape[0] * cube.shape[1] * len(bands)
+            n_series = y * x * len(bands)
             fig["scipy_pchip_per_series_us"] = round(per * 1e6, 1)
             fig["scipy_pchip_cube_s"] = round(per * n_series, 1)
             print(
