@@ -283,13 +283,15 @@ def fill_kernel(
     ``(..., time)`` per band; returns ``(*filled, flag)``, each ``(..., time)``, the
     flag combined over the bands (the least trustworthy state wins).
 
-    The blocks are the transposed views apply_ufunc makes of time-major chunks: the
-    kernel works time-major on a contiguous copy of each band and returns transposed
-    views, so nothing is transposed in memory on the way in or out (a stacked
-    ``(..., band, time)`` block cost a transposing copy in and one out, the stage's
-    largest cost after the kernel on the 20 km scale run). Bands that share their
-    missing pixels (one cloud mask: the usual case) are filled together, the indices
-    and time weights worked out once per pixel."""
+    The kernel works time-major on one C-ordered copy of each band and returns views
+    that are time-major in memory, as the ``(time, y, x)`` store is written. dask
+    hands the blocks over ``(y, x, time)`` in memory (transposed while it gathers a
+    chunk's dates): the copy here turns them back, 0.01-0.07 s per band of a 256 x 512
+    x 102 block. A stacked ``(..., band, time)`` block was copied band-
+    interleaved on the way in and copied apart again at the write: the stage took 43.8 s
+    instead of 27.8 s on the 20 km scale run. Bands that share their missing pixels (one
+    cloud mask: the usual case) are filled together, the indices and time weights
+    worked out once per pixel."""
     series = [np.array(np.moveaxis(b, -1, 0), order="C") for b in blocks]  # (time, ...): our own C-order copies
     shape = series[0].shape
     flat = [s.reshape(shape[0], -1) for s in series]
