@@ -287,11 +287,11 @@ def fill_kernel(
     that are time-major in memory, as the ``(time, y, x)`` store is written. dask
     hands the blocks over ``(y, x, time)`` in memory (transposed while it gathers a
     chunk's dates): the copy here turns them back, 0.01-0.07 s per band of a 256 x 512
-    x 102 block. A stacked ``(..., band, time)`` block was copied band-
-    interleaved on the way in and copied apart again at the write: the stage took 43.8 s
-    instead of 27.8 s on the 20 km scale run. Bands that share their missing pixels (one
-    cloud mask: the usual case) are filled together, the indices and time weights
-    worked out once per pixel."""
+    x 102 block. A stacked ``(..., band, time)`` block was copied with its bands
+    interleaved on the way in, and copied apart again at the write: the stage took
+    43.8 s instead of 27.8 s on the 20 km scale run. Bands that share their missing
+    pixels (one cloud mask: the usual case) are filled together, the indices and time
+    weights worked out once per pixel."""
     series = [np.array(np.moveaxis(b, -1, 0), order="C") for b in blocks]  # (time, ...): our own C-order copies
     shape = series[0].shape
     flat = [s.reshape(shape[0], -1) for s in series]
@@ -303,8 +303,7 @@ def fill_kernel(
     else:
         flags = [gapfill_series(s, times, fill_ends, max_gap_days, method, inplace=True)[1] for s in series]
         flag = combine_flags(flags)
-    back = lambda a: np.moveaxis(a.reshape(shape), 0, -1)  # noqa: E731
-    return (*[back(s) for s in series], back(flag))
+    return tuple(np.moveaxis(a.reshape(shape), 0, -1) for a in (*series, flag))
 
 
 def read_masked(stores, n_bands: int = 1, threads: int = 1, rows: int | None = None, cols: int | None = None):
