@@ -1,9 +1,10 @@
 """The gap-fill kernel on an AOI's masked cube, per method, against scipy per pixel.
 
 Reads the AOI's masked batch stores (``<results>/<aoi>/mask/*.zarr``) into memory as
-one block per band, ``(y, x, time)`` views of time-major arrays: the layout
-``xarray.apply_ufunc`` hands the kernel. Then it times :func:`s2ts.gapfill.fill_kernel` on the whole block, single-threaded,
-for each method (best of ``--repeat``; the first call of each method is not timed).
+one C-ordered ``(y, x, time)`` block per band: the layout in which the gap-fill
+stage's ``xarray.apply_ufunc`` hands its blocks over (dask transposes while it gathers
+a chunk's dates). Then it times :func:`s2ts.gapfill.fill_kernel` on the whole blocks,
+single-threaded, for each method (best of ``--repeat``; the first call of each method is not timed).
 The per-pixel alternative is timed on ``--sample`` series with gaps:
 ``scipy.interpolate.PchipInterpolator`` built and evaluated once per pixel and band,
 scaled to the cube's series. ``--block`` also times the kernel with other
@@ -31,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def load_cube(results: Path, aoi: str, bands: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
-    """The masked cube, one int16 ``(y, x, time)`` view of a C-ordered ``(time, y, x)``
-    array per band, and the acquisition times (s)."""
+    """The masked cube, one C-ordered int16 ``(y, x, time)`` array per band, and the
+    acquisition times (s)."""
     import s2ts.gapfill as gf
     from s2ts.zarr_io import to_seconds
 
@@ -40,7 +41,7 @@ def load_cube(results: Path, aoi: str, bands: list[str]) -> tuple[list[np.ndarra
     if not stores:
         raise SystemExit(f"no masked store under {results / aoi / 'mask'}: run the workflow first (make demo)")
     ds, _ = gf.read_masked(stores, len(bands), threads=1, rows=10**9, cols=10**9)
-    cube = [np.moveaxis(np.ascontiguousarray(ds[b].transpose("time", "y", "x").values), 0, -1) for b in bands]
+    cube = [np.ascontiguousarray(ds[b].transpose("y", "x", "time").values) for b in bands]
     return cube, to_seconds(ds["time"].values).astype(np.float64)
 
 
@@ -54,7 +55,7 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
     return min(times), out
 
 
-def scipy_per_series(cube: np.ndarray, times: np.ndarray, sample: int, seed: int = 0) -> float | None:
+def scipy_per_series(cube: list[np.ndarray], times: np.ndarray, sample: int, seed: int = 0) -> float | None:
     """Seconds per series with gaps: PchipInterpolator on its observations, evaluated
     at its missing dates (the per-pixel loop the vectorised kernel replaces)."""
     from scipy.interpolate import PchipInterpolator

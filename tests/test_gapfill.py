@@ -502,8 +502,8 @@ def test_methods_equal_independent_reference(method, seed, fill_ends, max_gap_da
 @pytest.mark.parametrize("shared_mask", [True, False])
 @pytest.mark.parametrize("fill_ends,max_gap_days", [(True, None), (False, 30)])
 def test_kernel_fills_each_band_as_its_own_series(method, shared_mask, fill_ends, max_gap_days):
-    """The stage's kernel (three bands, apply_ufunc's time-last views of time-major
-    chunks) fills every band as the per-pixel references do, whether the bands share
+    """The stage's kernel (three bands, time-last views: the kernel takes any memory
+    order) fills every band as the per-pixel references do, whether the bands share
     one cloud mask (filled together) or not; its flag is the least trustworthy of the
     bands' reference flags (missing > end-filled > interpolated > observed)."""
     rng = np.random.default_rng(7)
@@ -517,7 +517,7 @@ def test_kernel_fills_each_band_as_its_own_series(method, shared_mask, fill_ends
         bands.append(b)
     assert shared_mask == all(np.array_equal(b == FILL, values == FILL) for b in bands)
     originals = [b.copy() for b in bands]
-    views = [np.moveaxis(b, 0, -1) for b in bands]  # (y, x, time), as apply_ufunc passes them
+    views = [np.moveaxis(b, 0, -1) for b in bands]  # (y, x, time), the axis order apply_ufunc passes
     *filled, flag = gf.fill_kernel(*views, times=times, fill_ends=fill_ends, max_gap_days=max_gap_days, method=method)
     rank = {1: 0, 2: 1, 3: 2, 0: 3}  # trust order, least trustworthy last
     worst = np.zeros(values.shape, dtype=np.int64)

@@ -32,9 +32,9 @@ def test_the_cube_is_the_aois_pixels_in_the_kernels_layout_and_time_order(result
     res, cubes, strings = results
     cube, times = gapfill_kernel.load_cube(res, "1", ["B03", "B08"])
     assert len(cube) == 2
-    for block, band in zip(cube, ["B03", "B08"]):  # (y, x, time) views of time-major arrays, as apply_ufunc hands them
+    for block, band in zip(cube, ["B03", "B08"]):  # C-ordered (y, x, time), as the stage's dask hands them over
         assert block.shape == (20, 30, 12)
-        assert np.moveaxis(block, -1, 0).flags.c_contiguous
+        assert block.flags.c_contiguous
         np.testing.assert_array_equal(block, cubes[band].transpose(1, 2, 0))  # cubes: (time, y, x), time order
     assert times.tolist() == [float(epoch_seconds(s)) for s in strings]
 
