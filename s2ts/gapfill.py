@@ -294,16 +294,25 @@ def fill_kernel(
     weights worked out once per pixel."""
     series = [np.array(np.moveaxis(b, -1, 0), order="C") for b in blocks]  # (time, ...): our own C-order copies
     shape = series[0].shape
-    flat = [s.reshape(shape[0], -1) for s in series]
+    t, max_gap = _checked(series[0], times, max_gap_days, method)
+    flag = _fill_bands([s.reshape(shape[0], -1) for s in series], t, fill_ends, max_gap, method)
+    return tuple(np.moveaxis(a.reshape(shape), 0, -1) for a in (*series, flag))
+
+
+def _fill_bands(flat: list[np.ndarray], t: np.ndarray, fill_ends, max_gap, method) -> np.ndarray:
+    """Fill in place C-ordered ``(T, pixels)`` int16 arrays, one per band; return the
+    flag. Bands that share their missing pixels are filled together (the indices and
+    time weights worked out once); otherwise each on its own, the flags combined."""
     obs = flat[0] != FILL_INT16
     if all(np.array_equal(obs, f != FILL_INT16) for f in flat[1:]):
-        t, max_gap = _checked(series[0], times, max_gap_days, method)
         flag = obs.view(np.uint8)
         _fill_blocks(flat, flag, t, fill_ends, max_gap, method)
-    else:
-        flags = [gapfill_series(s, times, fill_ends, max_gap_days, method, inplace=True)[1] for s in series]
-        flag = combine_flags(flags)
-    return tuple(np.moveaxis(a.reshape(shape), 0, -1) for a in (*series, flag))
+        return flag
+    flags = []
+    for f in flat:
+        flags.append((f != FILL_INT16).view(np.uint8))
+        _fill_blocks([f], flags[-1], t, fill_ends, max_gap, method)
+    return combine_flags(flags)
 
 
 def read_masked(stores, n_bands: int = 1, threads: int = 1, rows: int | None = None, cols: int | None = None):
@@ -337,11 +346,15 @@ def read_masked(stores, n_bands: int = 1, threads: int = 1, rows: int | None = N
         if not _same_grid(d.attrs["grid"], grid):
             raise UserError(f"gapfill: {p} is not on the AOI grid of {stores[0]}: rerun the AOI's per-date rules.")
     skipped = [s for d in dss for s in d.attrs.get("skipped_dates", [])]
+    if not all("digest" in d for d in dss):  # stores of an earlier version: no update (:func:`update_plan`)
+        dss = [d.drop_vars("digest", errors="ignore") for d in dss]
     attrs = dict(dss[0].attrs)
     ds = xr.concat(dss, dim="time", coords="minimal", compat="override", combine_attrs="drop").sortby("time")
     ds.attrs = attrs
     for name in PER_DATE:  # small: in memory
         ds[name] = ds[name].load()
+    if "digest" in ds:
+        ds["digest"] = ds["digest"].load()
     days = [str(d) for d in ds["solar_day"].values]
     t = ds["time"].values
     if len(set(days)) != len(days) or (len(t) > 1 and not np.all(np.diff(t) > np.timedelta64(0))):
@@ -386,17 +399,23 @@ def gapfill(
     max_gap_days: float | None = None,
     threads: int = 1,
     method: str = "linear",
+    code: str | None = None,
 ) -> dict:
     """Gap-fill an AOI's masked stores into one ``(time, y, x)`` store; return its attrs.
 
     xarray.apply_ufunc over the vectorised kernel, on dask chunks of every date by
     ``CHUNK`` columns and :func:`_rows_per_chunk` rows (a cube larger than memory is
     read, filled and written chunk by chunk; a small grid is split so that every thread
-    has a chunk); ``threads`` chunks at a time (same result). The log states the chunks."""
-    import dask
+    has a chunk); ``threads`` chunks at a time (same result). The log states the chunks.
+
+    When ``out_path`` already holds a cube of the same grid, bands, settings and
+    ``code`` (the stage's code digest) whose dates and input digests agree with the
+    masked stores' up to some date, the cube is updated from there (:func:`update`):
+    the same values as a fill from scratch, but only the dates a change can reach are
+    refilled and rewritten."""
     import xarray as xr
 
-    from s2ts.zarr_io import to_seconds, write_dataset
+    from s2ts.zarr_io import to_seconds
 
     bands = list(bands)
     if not bands:
@@ -425,6 +444,9 @@ def gapfill(
     out["flag"].attrs = {"flag_values": FLAG_VALUES, "flag_meanings": FLAG_MEANINGS}
     for name in PER_DATE:
         out[name] = ds[name]
+    if "digest" in ds:
+        out["mask_digest"] = ds["digest"]
+        out["mask_digest"].attrs = {"long_name": "SHA-1 of the date's masked bands (s2ts.mask.date_digests)"}
     gap = {
         "method": method,
         "time_weighting": "acquisition times",
@@ -441,22 +463,30 @@ def gapfill(
         "flag_values": FLAG_VALUES,
         "flag_meanings": FLAG_MEANINGS,
         "skipped_dates": skipped,
+        "code": code,
     }
     rows, cols = out[bands[0]].chunksizes["y"], out[bands[0]].chunksizes["x"]
-    log.info(
-        "gap-filling (%s) %d dates x %d x %d pixels, bands %s, in %d chunk(s) of up to %d x %d pixels on %d thread(s)",
-        method,
-        ds.sizes["time"],
-        ds.sizes["y"],
-        ds.sizes["x"],
-        ",".join(bands),
-        len(rows) * len(cols),
-        max(rows),
-        max(cols),
-        threads,
-    )
-    with dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
-        write_dataset(out, out_path)
+    chunk = (TIME_CHUNK, max(rows), max(cols))
+    plan = update_plan(out_path, out, chunk)
+    if isinstance(plan, dict):
+        update(out, out_path, plan, [Path(p) for p in masked_paths], times, fill_ends, max_gap_days, method, threads)
+    else:
+        log.info(
+            "gap-filling (%s) %d dates x %d x %d pixels, bands %s, in %d chunk(s) of up to %d x %d pixels on %d "
+            "thread(s) (%s)",
+            method,
+            ds.sizes["time"],
+            ds.sizes["y"],
+            ds.sizes["x"],
+            ",".join(bands),
+            len(rows) * len(cols),
+            max(rows),
+            max(cols),
+            threads,
+            plan,
+        )
+        _write(out, out_path, chunk, threads)
+    with _threads(threads):
         n = flag_counts(out_path)
     log.info(
         "wrote %s: %d observed, %d interpolated, %d end-filled, %d still missing pixel-dates",
@@ -467,6 +497,256 @@ def gapfill(
         n[MISSING],
     )
     return out.attrs
+
+
+def _threads(threads: int):
+    import dask
+
+    return dask.config.set(scheduler="threads", num_workers=max(1, int(threads)))
+
+
+def _write(out, out_path, chunk, threads: int) -> None:
+    """The whole cube filled and written, in stored chunks of ``chunk`` (dates, rows,
+    columns): :data:`TIME_CHUNK` dates each, so that an update rewrites a few."""
+    from s2ts.zarr_io import write_dataset
+
+    with _threads(threads):
+        write_dataset(out, out_path, chunks={v: chunk for v in (*out.attrs["bands"], "flag")})
+
+
+#: dates per stored chunk of the gap-filled cube: an update (:func:`update`) rewrites
+#: the chunks from the first date it changes in each spatial chunk and links the
+#: earlier ones from the cube it replaces
+TIME_CHUNK = 16
+#: per method, the observations before the first changed date that (k) a change can
+#: reach back to and (k_ctx) the refill needs: a linear or nearest value depends on the
+#: observations on either side, a PCHIP one on those and one more each way
+_REACH = {"linear": (1, 1), "nearest": (1, 1), "pchip": (2, 3)}
+#: what must match between the cube on disk and the one to make for an update
+_SAME = ("stage", "grid", "bands", "mask", "gapfill", "code")
+
+
+def update_plan(out_path, out, chunk) -> dict | str:
+    """How the cube at ``out_path`` can be updated into ``out`` (the lazily filled
+    Dataset a full fill would write): ``{"c0": first date index that differs, "old":
+    its number of dates, "tail": whether it had dates from c0 on}``; or why not (a
+    string for the log, and a full fill).
+
+    An update needs the same stage, grid, bands, mask and gap-fill settings and code
+    digest; the same stored chunks; and per-date digests of the masked bands on both
+    sides (s2ts.mask.date_digests). Dates before ``c0`` have the same times and
+    digests on both sides, so their inputs are the same values."""
+    from s2ts.zarr_io import open_dataset, to_seconds
+
+    out_path = Path(out_path)
+    if not (out_path / "zarr.json").is_file():
+        return "no earlier cube"
+    try:
+        old = open_dataset(out_path, indexes=False)
+    except Exception as e:  # unreadable: replaced by a full fill
+        return f"earlier cube unreadable ({type(e).__name__})"
+    differs = [k for k in _SAME if old.attrs.get(k) != out.attrs.get(k)]
+    if differs:
+        return f"earlier cube made with other {', '.join(differs)}"
+    names = [*out.attrs["bands"], "flag"]
+    if any(tuple(old[v].encoding.get("chunks", ())) != tuple(chunk) for v in names if v in old) or any(
+        v not in old for v in names
+    ):
+        return "earlier cube stored in other chunks"
+    if "mask_digest" not in old or "mask_digest" not in out:
+        return "no per-date digests of the masked bands"
+    was = list(zip(to_seconds(old["time"].values).tolist(), [str(d) for d in old["mask_digest"].values]))
+    now = list(zip(to_seconds(out["time"].values).tolist(), [str(d) for d in out["mask_digest"].values]))
+    c0 = next((i for i, (a, b) in enumerate(zip(was, now)) if a != b), min(len(was), len(now)))
+    if c0 == 0:
+        return "its first date differs"
+    return {"c0": c0, "old": len(was), "tail": len(was) > c0}
+
+
+def update(out, out_path, plan: dict, masked_paths, times, fill_ends, max_gap_days, method, threads: int) -> None:
+    """Update the cube at ``out_path`` into ``out`` (see :func:`update_plan`), spatial
+    chunk by spatial chunk on ``threads`` threads, into a new store renamed into
+    place (the old cube is never modified; a failed update leaves it whole).
+
+    In each spatial chunk, a pixel's values can change from its ``k``-th last
+    observation before the first changed date ``c0`` on (:data:`_REACH`), and only if
+    it is observed on a changed date (or the old cube had dates from ``c0`` on);
+    otherwise from ``c0``. The chunk is refilled from the masked stores over the dates
+    from the earliest ``k_ctx``-th last observation (what that refill needs), and
+    written from the stored time chunk that holds the earliest changed value; the
+    earlier time chunks are hard links to the old cube's files (copies where the file
+    system has no hard links). The values are those of a full fill, bit for bit
+    (``tests/test_gapfill.py``)."""
+    import dask
+    import zarr
+
+    from s2ts.io import atomic_path
+    from s2ts.zarr_io import _encoding, _plain_attrs, _quiet, open_dataset
+
+    bands = list(out.attrs["bands"])
+    names = [*bands, "flag"]
+    n_t, height, width = out.sizes["time"], out.sizes["y"], out.sizes["x"]
+    c0 = plan["c0"]
+    old_group = zarr.open_group(str(out_path), mode="r")
+    old_arrays = {v: old_group[v] for v in names}
+    chunk = old_arrays["flag"].chunks
+    sources = _DateReader(masked_paths, out["time"].values, bands)
+    stats = []
+    with atomic_path(out_path) as tmp, _quiet():
+        plain = _plain_attrs(out)
+        encoding = _encoding(plain)
+        for v in names:
+            encoding[v]["chunks"] = chunk
+        plain.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=encoding, compute=False)
+        new_group = zarr.open_group(str(tmp), mode="r+")
+        new_arrays = {v: new_group[v] for v in names}
+
+        def one(ys, xs):
+            return _update_chunk(
+                ys, xs, c0, plan["tail"], old_arrays, new_arrays, sources, times, fill_ends, max_gap_days, method
+            )
+
+        tasks = [
+            dask.delayed(one)(slice(y, min(y + chunk[1], height)), slice(x, min(x + chunk[2], width)))
+            for y in range(0, height, chunk[1])
+            for x in range(0, width, chunk[2])
+        ]
+        stats = dask.compute(*tasks, scheduler="threads", num_workers=max(1, int(threads)))
+        zarr.consolidate_metadata(str(tmp), zarr_format=3)
+    linked = sum(s[0] for s in stats)
+    first = min(s[1] for s in stats)
+    days = [str(d) for d in out["solar_day"].values]
+    log.info(
+        "updated %s: dates from %s (%d of %d) changed or new against the earlier cube (%d dates); refilled "
+        "%d spatial chunk(s) of up to %d x %d pixels from date %s at the earliest on %d thread(s); %d stored "
+        "chunk file(s) kept from the earlier cube (hard links), the rest rewritten",
+        out_path,
+        days[c0] if c0 < n_t else "-",
+        n_t - c0,
+        n_t,
+        plan["old"],
+        len(tasks),
+        chunk[1],
+        chunk[2],
+        days[first] if first < n_t else "-",
+        threads,
+        linked,
+    )
+    open_dataset(out_path)  # the renamed store opens (consolidated metadata in place)
+
+
+class _DateReader:
+    """The masked stores' values by window of dates (without dask: read in the
+    update's own threads), in the time order of ``times`` (the concatenated stores')."""
+
+    def __init__(self, paths, times, bands):
+        from s2ts.zarr_io import open_dataset
+
+        self.parts = []
+        for p in paths:
+            d = open_dataset(p, indexes=False)
+            pos = np.searchsorted(times, d["time"].values)
+            if np.any(pos >= len(times)) or not np.array_equal(
+                times[np.minimum(pos, len(times) - 1)], d["time"].values
+            ):
+                raise UserError(f"gapfill: {p} changed while the cube was updated: rerun the workflow.")
+            self.parts.append((d, pos))
+        self.n_t = len(times)
+        self.bands = bands
+
+    def read(self, start: int, stop: int, ys: slice, xs: slice) -> list[np.ndarray]:
+        """Per band, dates ``start`` to ``stop`` (excluded): C-ordered ``(dates, rows,
+        cols)`` int16."""
+        shape = (max(0, stop - start), ys.stop - ys.start, xs.stop - xs.start)
+        out = [np.full(shape, FILL_INT16, np.int16) for _ in self.bands]
+        for d, pos in self.parts:
+            local = np.flatnonzero((pos >= start) & (pos < stop))
+            if not local.size:
+                continue
+            sel = d[self.bands].isel(time=local, y=ys, x=xs)
+            for o, b in zip(out, self.bands):
+                o[pos[local] - start] = sel[b].values
+        return out
+
+
+def _last_observations(obs: np.ndarray, k: int) -> list[np.ndarray]:
+    """Per pixel of ``obs`` ``(T, pixels)``, the indices of its last, second last, ...
+    ``k``-th last observation (-1: none)."""
+    steps = np.arange(obs.shape[0], dtype=np.int32)[:, None]
+    found, below = [], None
+    for _ in range(k):
+        ok = obs if below is None else obs & (steps < below)
+        last = np.where(ok, steps, -1).max(axis=0, initial=-1)
+        found.append(last)
+        below = last
+    return found
+
+
+def _update_chunk(ys, xs, c0, tail, old, new, sources, times, fill_ends, max_gap_days, method) -> tuple[int, int]:
+    """Update one spatial chunk (see :func:`update`); returns (files linked, first
+    date index written)."""
+    n_t = sources.n_t
+    time_chunk = new["flag"].chunks[0]
+    k, k_ctx = _REACH[method]
+    rows, cols = ys.stop - ys.start, xs.stop - xs.start
+    obs = (old["flag"][:c0, ys, xs] == OBSERVED).reshape(c0, -1)
+    lasts = _last_observations(obs, k_ctx)
+    after = sources.read(c0, n_t, ys, xs)  # the changed and new dates
+    if tail:  # the old cube's dates from c0 on were observations too: any pixel may change
+        touched = np.ones(obs.shape[1], bool)
+    else:
+        touched = np.zeros(obs.shape[1], bool)
+        for a in after:
+            touched |= (a.reshape(a.shape[0], obs.shape[1]) != FILL_INT16).any(axis=0)
+    # per pixel, the first date a change reaches (start) and the first its refill needs (need)
+    start = np.where(touched, np.maximum(lasts[k - 1], 0), c0)
+    need = np.where(touched, np.maximum(lasts[k_ctx - 1], 0), np.where(lasts[0] >= 0, lasts[0], c0))
+    first = int(start.min()) if start.size else c0
+    w = int(need.min()) if need.size else c0
+    s = first // time_chunk * time_chunk
+    before = sources.read(w, c0, ys, xs)
+    flat = [np.concatenate([b, a]).reshape(n_t - w, obs.shape[1]) for b, a in zip(before, after)]
+    flag = _fill_bands(flat, times[w:], fill_ends, _max_gap(max_gap_days), method)
+    pixels = rows * cols
+    values = [*flat, flag]
+    if s < n_t:
+        for name, filled in zip((*sources.bands, "flag"), values):
+            part = np.empty((n_t - s, pixels), filled.dtype)
+            if s < c0:  # dates before c0: the old value unless the change reaches it
+                part[: c0 - s] = old[name][s:c0, ys, xs].reshape(c0 - s, -1)
+                lo = max(s, w)
+                if lo < c0:
+                    reach = np.arange(lo, c0)[:, None] >= start[None, :]
+                    np.copyto(part[lo - s : c0 - s], filled[lo - w : c0 - w], where=reach)
+            part[max(c0, s) - s :] = filled[max(c0, s) - w :]
+            new[name][s:n_t, ys, xs] = part.reshape(n_t - s, rows, cols)
+    linked = 0
+    r, c = ys.start // new["flag"].chunks[1], xs.start // new["flag"].chunks[2]
+    for name in (*sources.bands, "flag"):
+        for i in range(s // time_chunk):
+            linked += _link(old[name], new[name], f"{i}.{r}.{c}")
+    return linked, first
+
+
+def _max_gap(max_gap_days):
+    return None if max_gap_days is None else float(max_gap_days) * DAY
+
+
+def _link(old, new, key: str) -> int:
+    """Hard-link the stored chunk ``key`` of array ``old`` into array ``new`` (a copy
+    where the file system has no hard links); 0 if it has no file (all fill)."""
+    import os
+    import shutil
+
+    src = Path(old.store.root, old.path, key)
+    dst = Path(new.store.root, new.path, key)
+    if not src.is_file():
+        return 0
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return 1
 
 
 def flag_counts(path) -> list[int]:
@@ -495,4 +775,5 @@ def gapfill_from_snakemake(smk) -> None:
         max_gap_days=smk.params.max_gap_days,
         threads=smk.threads,
         method=str(getattr(smk.params, "method", "linear")),
+        code=getattr(smk.params, "code", None),
     )

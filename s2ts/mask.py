@@ -10,6 +10,9 @@ data occurs in any SCL cell its footprint covers (``SCL_any``, see s2ts.tile);
 explicit fill -32768 (the original package's ``where()`` turned uint16 cubes into
 float64). ``valid_fraction(time)``: pixels inside the polygon (pixel centre rule,
 ``inside.npy`` of the AOI stage) valid in every band, over pixels inside.
+``digest(time)``: the SHA-1 of each date's masked bands (:func:`date_digests`), so the
+gap-fill stage can tell which dates of a rewritten batch store really changed and
+update its cube from there instead of refilling every date (s2ts.gapfill).
 
 ``mask.dilate_m`` (default 0: off) grows the masked clouds and shadows before
 gap-fill, on the target grid: a pixel is also masked when the centre of a pixel
@@ -23,6 +26,7 @@ the store at a time), so a cloud grows across any chunk edge of the stores.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -88,6 +92,23 @@ def mask_arrays(
     return out, valid
 
 
+def date_digests(masked: dict[str, np.ndarray]) -> list[str]:
+    """Per date, the SHA-1 (hex) of the masked bands' int16 values, bands in order
+    (name, then the C-ordered ``(y, x)`` bytes): equal digests, equal data for the
+    gap-fill. 1.8-1.9 GB/s here, about 15 ms per date of 3 bands over 2088 x 2088
+    pixels (the mask stage holds the values in memory anyway)."""
+    names = list(masked)
+    n_t = masked[names[0]].shape[0] if names else 0
+    out = []
+    for i in range(n_t):
+        h = hashlib.sha1(usedforsecurity=False)
+        for b in names:
+            h.update(b.encode())
+            h.update(np.ascontiguousarray(masked[b][i], dtype=masked[b].dtype.newbyteorder("<")))
+        out.append(h.hexdigest())
+    return out
+
+
 def mask(offset_path, inside_npy, out_path, classes, rule: str = "any", dilate_m: float = 0) -> np.ndarray:
     """Mask a light batch's offset-fixed store into ``out_path``, one time chunk of the
     store at a time (whole dates that fit the memory budget: s2ts.zarr_io.time_chunk);
@@ -132,6 +153,7 @@ def mask(offset_path, inside_npy, out_path, classes, rule: str = "any", dilate_m
             fractions.extend(fraction.tolist())
             out = xr.Dataset({b: (("time", "y", "x"), masked[b]) for b in bands}, coords=g.coords, attrs=attrs)
             out["valid_fraction"] = ("time", fraction)
+            out["digest"] = ("time", np.array(date_digests(masked), dtype=object))
             for name in ("solar_day", "item_records", "offset_correction"):
                 out[name] = g[name]
             yield out

@@ -361,7 +361,7 @@ def netcdf(cube_path, manifest_json, config: dict, out_nc, threads: int = 1) -> 
 
     config = strip_url_queries(_plain(config))
     manifest = strip_url_queries(json.loads(Path(manifest_json).read_text()))
-    cube = open_dataset(cube_path, chunks={})
+    cube = open_dataset(cube_path, chunks={"time": -1})  # a pixel's whole series per task (the store: 16 dates a chunk)
     attrs = dict(cube.attrs)
     grid = attrs["grid"]
     bands = list(config.get("bands") or attrs["bands"])

@@ -30,7 +30,8 @@ gapfill       ``gapfill.zarr``                    ``(time, y, x)`` bands int16 (
 
 Per-date stores are chunked ``CHUNK`` x ``CHUNK`` in space; batch stores one date by
 ``CHUNK`` x ``CHUNK`` (each date is written once, and read whole by the stage after);
-the gap-filled cube all dates by ``CHUNK`` x ``CHUNK`` (a pixel's series is one chunk).
+the gap-filled cube 16 dates by ``CHUNK`` x ``CHUNK`` (filled with all dates of a spatial
+chunk at once, stored so that an update for new dates rewrites a few chunks: s2ts.gapfill).
 Internally the stages open stores with ``mask_and_scale=False`` (integers with their
 fill value, never floats); a user's plain ``xr.open_zarr(path)`` gets NaN for missing.
 
@@ -215,12 +216,14 @@ async def _swap_values(keys: dict, ds) -> None:
     await group.update_attributes({k: encode_zarr_attr_value(v) for k, v in ds.attrs.items()})
 
 
-def write_dataset(ds, path) -> None:
+def write_dataset(ds, path, chunks: dict | None = None) -> None:
     """Write ``ds`` to the Zarr store ``path`` atomically (temporary name, then renamed).
 
     Gridded variables get the grid mapping, zstd compression, their fill value and
     ``CHUNK`` x ``CHUNK`` spatial chunks (one date per chunk along ``time`` unless the
-    variables are dask arrays, which keep their chunks).
+    variables are dask arrays, which keep their chunks). ``chunks``: the stored chunks
+    of some variables, ``{name: chunk shape}`` (each a whole number of dask chunks'
+    worth of stored chunks, as ``to_zarr`` requires).
 
     A small in-memory Dataset (numpy arrays, at most :data:`BUFFERED_BYTES`: a
     per-date tile) is written by ``to_zarr`` into a ``zarr.storage.MemoryStore`` and
@@ -245,7 +248,10 @@ def write_dataset(ds, path) -> None:
     with atomic_path(path) as tmp, _quiet():
         buffered = ds.nbytes <= BUFFERED_BYTES and not any(v.chunks for v in ds.variables.values())
         if not buffered:
-            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
+            encoding = _encoding(ds)
+            for name, shape in (chunks or {}).items():
+                encoding[name]["chunks"] = tuple(shape)
+            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=encoding)
             return
         layout = _layout(ds)
         held = next(iter(_TEMPLATE[-1:]), (None, None))  # a slice: atomic

@@ -296,10 +296,10 @@ def test_gapfill_driver_matches_reference(tmp_path, threads, monkeypatch):
         a = g[b]
         assert a.dtype == np.int16 and a.attrs["_FillValue"] == FILL
         assert a.shape == (n_t, 300, 280)
-        assert a.encoding["chunks"] == (n_t, 256, 256)  # all dates in one chunk: never chunked along time
+        assert a.encoding["chunks"] == (gf.TIME_CHUNK, 256, 256)  # stored by 16 dates: an update rewrites a few
         ref, ref_flag = reference_cube(cubes[b], times)
         assert_matches(a.values, f, ref, ref_flag)
-    assert g["flag"].dtype == np.uint8 and g["flag"].encoding["chunks"] == (n_t, 256, 256)
+    assert g["flag"].dtype == np.uint8 and g["flag"].encoding["chunks"] == (gf.TIME_CHUNK, 256, 256)
     assert not (f[3] == 1).any()  # all-cloud date: nothing observed
     assert (f[3] == 2).any()
     clear = f[7].copy()
@@ -709,3 +709,255 @@ def test_memory_does_not_grow_with_the_cube(tmp_path, monkeypatch):
     big, big_peak = gapfill_peak(tmp_path, 768)
     assert big_peak - small_peak < 0.1 * (big - small), (small_peak / 1e6, big_peak / 1e6)
     assert big_peak < 0.3 * big
+
+
+# ----------------------------------------------------------------------------- updates
+def write_series_stores(root, grid, cubes, strings, dates, batch=10):
+    """Masked batch stores of ``dates`` (indices into ``strings``), in batches of
+    ``batch`` consecutive dates as the mask stage writes them, with their per-date
+    digests (s2ts.mask.date_digests)."""
+    from conftest import write_batch_store
+
+    from s2ts.mask import date_digests
+
+    paths = []
+    for k in range(0, max(dates) + 1, batch):
+        sel = [i for i in dates if k <= i < k + batch]
+        if not sel:
+            continue
+        arrays = {b: np.ascontiguousarray(c[sel]) for b, c in cubes.items()}
+        valid = [float((arrays[next(iter(arrays))][j] != FILL).mean()) for j in range(len(sel))]
+        write_batch_store(
+            root / f"b{k}.zarr",
+            grid,
+            arrays,
+            {"stage": "mask", "aoi": "site_1", "grid": grid, "bands": list(cubes), "mask_band": "SCL"},
+            [strings[i] for i in sel],
+            valid_fraction=np.array(valid, np.float32),
+            digest=date_digests(arrays),
+        )
+        paths.append(root / f"b{k}.zarr")
+    return paths
+
+
+def series_scene(seed, n_t=30, width=24, height=20, shared=True):
+    """Three bands over ``n_t`` irregular dates, 55 % cloud, a corner never observed, a
+    pixel observed once; with ``shared=False`` one band also misses pixel-dates of its own."""
+    rng = np.random.default_rng(seed)
+    start = dt.datetime(2022, 1, 4, 11, 0, tzinfo=dt.UTC)
+    whens = [
+        start + dt.timedelta(days=int(d), seconds=int(rng.integers(-900, 900)))
+        for d in np.cumsum(rng.integers(2, 25, n_t))
+    ]
+    clouds = rng.random((n_t, height, width)) < 0.55
+    clouds[:, :3, :3] = True
+    clouds[:, 10, 10] = True
+    clouds[n_t // 3, 10, 10] = False
+    cubes = {}
+    for k, b in enumerate(("B03", "B04", "B08")):
+        c = rng.integers(-1000, 12000, (n_t, height, width)).astype(np.int16)
+        c[clouds] = FILL
+        if not shared and k == 2:
+            c[rng.random(c.shape) < 0.15] = FILL
+        cubes[b] = c
+    return make_grid(width, height), cubes, [iso(w) for w in whens]
+
+
+#: (dates of the earlier run, dates of the update, a date whose values the earlier run had otherwise)
+UPDATES = {
+    "one-new-date": (range(29), range(30), None),
+    "new-dates-across-time-chunks": (range(23), range(30), None),
+    "a-changed-date": (range(30), range(30), 20),
+    "dates-dropped": (range(30), range(26), None),
+    "nothing-changed": (range(30), range(30), None),
+}
+
+
+def reference_flag(bands, times, method, fill_ends, max_gap_days):
+    """Each band's reference (values, flags) and the combined flag (the least
+    trustworthy state of the bands wins)."""
+    rank = {1: 0, 2: 1, 3: 2, 0: 3}
+    refs, worst = [], None
+    for b in bands:
+        r = (
+            reference_series(b, times, fill_ends, max_gap_days)
+            if method == "linear"
+            else reference_method(b, times, method, fill_ends, max_gap_days)
+        )
+        refs.append(r)
+        w = np.vectorize(rank.get)(r[1])
+        worst = w if worst is None else np.maximum(worst, w)
+    return refs, np.array([1, 2, 3, 0], dtype=np.uint8)[worst]
+
+
+@pytest.mark.parametrize("method", ["linear", "nearest", "pchip"])
+@pytest.mark.parametrize("scenario", list(UPDATES))
+@pytest.mark.parametrize(
+    "fill_ends,max_gap_days,shared", [(True, None, True), (False, 30, False)], ids=["shared-mask", "own-masks"]
+)
+def test_an_update_equals_a_fill_from_scratch(
+    tmp_path, monkeypatch, caplog, method, scenario, fill_ends, max_gap_days, shared
+):
+    """The cube of an earlier run updated for other masked stores: the update path is
+    taken (log), the values and flags are the per-pixel references' on the new series
+    (np.interp, scipy's PchipInterpolator, brute-force nearest), and the store equals a
+    fill from scratch of the same stores, value for value, per-date records and attributes
+    included. Small spatial and time chunks, so that chunks are linked and rewritten."""
+    monkeypatch.setattr(gf, "CHUNK", 8)
+    monkeypatch.setattr(gf, "TIME_CHUNK", 4)
+    grid, cubes, strings = series_scene(3, shared=shared)
+    bands = list(cubes)
+    before, after, changed = UPDATES[scenario]
+    earlier = cubes
+    if changed is not None:  # the earlier run saw other values on that date (e.g. another item)
+        earlier = {b: c.copy() for b, c in cubes.items()}
+        for c in earlier.values():
+            c[changed] = np.where(c[changed] == FILL, 4321, FILL)
+    kw = {"method": method, "fill_ends": fill_ends, "max_gap_days": max_gap_days, "threads": 2}
+    out = tmp_path / "gapfill.zarr"
+    gapfill(write_series_stores(tmp_path / "earlier", grid, earlier, strings, list(before)), out, bands, **kw)
+    stores = write_series_stores(tmp_path / "now", grid, cubes, strings, list(after))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gapfill"):
+        gapfill(stores, out, bands, **kw)
+    assert "updated" in caplog.text and "gap-filling" not in caplog.text
+    scratch = tmp_path / "scratch.zarr"
+    gapfill(stores, scratch, bands, **kw)
+
+    g, s = open_dataset(out).load(), open_dataset(scratch).load()
+    dates = list(after)
+    times = np.array([epoch_seconds(strings[i]) for i in dates], dtype=np.float64)
+    refs, flag = reference_flag([cubes[b][dates] for b in bands], times, method, fill_ends, max_gap_days)
+    np.testing.assert_array_equal(g["flag"].values, flag)
+    for b, (ref, ref_flag) in zip(bands, refs):
+        assert_matches(g[b].values, ref_flag, ref, ref_flag)
+    for name in g.variables:
+        np.testing.assert_array_equal(g[name].values, s[name].values, err_msg=name)
+    assert g.attrs == s.attrs
+    assert (flag == 2).sum() > 500  # many values filled by the method
+
+
+def stored_files(store):
+    """Stored chunk files of the cube's gridded arrays: {relative path: (inode, SHA-1)}."""
+    import hashlib
+    import os
+
+    return {
+        str(p.relative_to(store)): (os.stat(p).st_ino, hashlib.sha1(p.read_bytes()).hexdigest())
+        for v in ("B03", "B04", "B08", "flag")
+        for p in (store / v).iterdir()
+        if p.name != "zarr.json"
+    }
+
+
+def test_an_update_links_the_time_chunks_no_change_reaches(tmp_path, monkeypatch):
+    """One new date: the stored chunks of the earlier dates that no change reaches are
+    the earlier cube's files, as they were (the same inodes and bytes: nothing
+    re-encoded, copied or written in place); the chunks that hold changed values are
+    new files, from the time chunk of the earliest change on."""
+    monkeypatch.setattr(gf, "CHUNK", 8)
+    monkeypatch.setattr(gf, "TIME_CHUNK", 4)
+    grid, cubes, strings = series_scene(5)
+    out = tmp_path / "gapfill.zarr"
+    gapfill(write_series_stores(tmp_path / "earlier", grid, cubes, strings, list(range(29))), out, list(cubes))
+    was = stored_files(out)
+    gapfill(write_series_stores(tmp_path / "now", grid, cubes, strings, list(range(30))), out, list(cubes))
+    now = stored_files(out)
+    same = {k for k in now if k in was and now[k][0] == was[k][0]}
+    assert all(now[k] == was[k] for k in same)  # linked files: the earlier bytes
+    # the truth from the scene: in each 8 x 8 spatial chunk, a pixel observed on the new
+    # date 29 changes from its last observation before it (linear), so the chunk is
+    # rewritten from the time chunk (4 dates) that holds the earliest such observation
+    obs = np.stack([c != FILL for c in cubes.values()]).all(axis=0)
+    expected = set()
+    for r, c in np.ndindex(3, 3):
+        o = obs[:, 8 * r : 8 * r + 8, 8 * c : 8 * c + 8].reshape(30, -1)
+        steps = np.arange(29)[:, None]
+        last = np.where(o[:29], steps, -1).max(axis=0)
+        start = np.where(o[29], np.maximum(last, 0), 29).min()
+        expected |= {
+            k
+            for k in now
+            if k.split("/")[1].split(".")[1:] == [str(r), str(c)] and int(k.split("/")[1].split(".")[0]) >= start // 4
+        }
+    assert set(now) - same == expected
+    assert 0 < len(expected) < len(now)
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"method": "pchip"}, "earlier cube made with other gapfill"),
+        ({"code": "edited"}, "earlier cube made with other code"),
+        ({"bands": ["B03", "B04"]}, "earlier cube made with other bands"),
+        ({"digests": False}, "no per-date digests of the masked bands"),
+        ({"first": True}, "its first date differs"),
+        ({"time_chunk": 8}, "earlier cube stored in other chunks"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else next(iter(v)),
+)
+def test_a_cube_that_cannot_be_updated_is_filled_from_scratch(tmp_path, monkeypatch, caplog, change, reason):
+    """Another method, code digest, band list, stored chunks, masked stores without
+    digests (an earlier version) or a changed first date: a full fill (the log says
+    why), equal to a fill from scratch."""
+    import xarray as xr
+
+    monkeypatch.setattr(gf, "CHUNK", 8)
+    monkeypatch.setattr(gf, "TIME_CHUNK", 4)
+    grid, cubes, strings = series_scene(8)
+    earlier = {b: c.copy() for b, c in cubes.items()}
+    if change.get("first"):
+        earlier["B04"][0, 5, 5] = 1234 if earlier["B04"][0, 5, 5] == FILL else FILL
+    old = write_series_stores(tmp_path / "earlier", grid, earlier, strings, list(range(29)))
+    gapfill(old, tmp_path / "g.zarr", list(change.get("bands", cubes)), code="c1")
+    monkeypatch.setattr(gf, "TIME_CHUNK", change.get("time_chunk", 4))
+    now = write_series_stores(tmp_path / "now", grid, cubes, strings, list(range(30)))
+    if change.get("digests") is False:
+        for p in now:  # masked stores of an earlier version: no digest variable
+            ds = xr.open_zarr(p, mask_and_scale=False).drop_vars("digest").load()
+            import shutil
+
+            shutil.rmtree(p)
+            ds.to_zarr(p, zarr_format=3, consolidated=True)
+    kw = {"method": change.get("method", "linear"), "code": change.get("code", "c1")}
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gapfill"):
+        gapfill(now, tmp_path / "g.zarr", list(cubes), **kw)
+    assert reason in caplog.text and "updated" not in caplog.text
+    gapfill(now, tmp_path / "scratch.zarr", list(cubes), **kw)
+    g, s = open_dataset(tmp_path / "g.zarr").load(), open_dataset(tmp_path / "scratch.zarr").load()
+    assert set(g.variables) == set(s.variables)
+    for name in g.variables:
+        np.testing.assert_array_equal(g[name].values, s[name].values, err_msg=name)
+
+
+def test_a_failed_update_leaves_the_earlier_cube(tmp_path, monkeypatch):
+    """An update that fails midway (here: its third spatial chunk) leaves the earlier
+    cube as it was, file for file, and no temporary store; the next run updates it."""
+    monkeypatch.setattr(gf, "CHUNK", 8)
+    monkeypatch.setattr(gf, "TIME_CHUNK", 4)
+    grid, cubes, strings = series_scene(9)
+    out = tmp_path / "gapfill.zarr"
+    gapfill(write_series_stores(tmp_path / "earlier", grid, cubes, strings, list(range(29))), out, list(cubes))
+    was = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real, calls = gf._update_chunk, []
+
+    def failing(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real(*a, **k)
+
+    monkeypatch.setattr(gf, "_update_chunk", failing)
+    now = write_series_stores(tmp_path / "now", grid, cubes, strings, list(range(30)))
+    with pytest.raises(OSError, match="disk full"):
+        gapfill(now, out, list(cubes), threads=1)
+    assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "gapfill.zarr", "now"]
+    monkeypatch.setattr(gf, "_update_chunk", real)
+    gapfill(now, out, list(cubes))
+    gapfill(now, tmp_path / "scratch.zarr", list(cubes))
+    np.testing.assert_array_equal(
+        open_dataset(out)["B08"].values, open_dataset(tmp_path / "scratch.zarr")["B08"].values
+    )
+    assert open_dataset(out).sizes["time"] == 30

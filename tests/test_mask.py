@@ -113,6 +113,46 @@ def test_a_store_chunked_by_date_is_masked_date_by_date_with_the_same_result(tmp
     np.testing.assert_array_equal(b["B03"], expected["B03"])
 
 
+def test_each_date_carries_the_digest_of_its_masked_bands(tmp_path, monkeypatch):
+    """``digest(time)``: per date, SHA-1 over each band's name and C-ordered int16 bytes
+    (computed here with hashlib on the store's values), the same whether the store is
+    masked in one chunk or date by date; a one-DN change on one date changes that
+    date's digest only."""
+    import hashlib
+
+    import s2ts.zarr_io as zio
+    from s2ts.mask import date_digests
+
+    h, w, n = 10, 7, 3
+    grid = utm_grid(32630, 600000.0, 4950000.0, w, h, 40)
+    rng = np.random.default_rng(5)
+    arrays = {b: rng.integers(-500, 6000, (n, h, w)).astype(np.int16) for b in ("B03", "B08")}
+    arrays["SCL"] = rng.integers(0, 12, (n, h, w)).astype(np.uint8)
+    arrays["SCL_any"] = (np.uint16(1) << arrays["SCL"].astype(np.uint16)).astype(np.uint16)
+    attrs = {"stage": "offset_fix", "bands": ["B03", "B08"], "mask_band": "SCL", "grid": grid}
+    whens = [f"2022-03-0{d}T11:00:00Z" for d in range(1, n + 1)]
+    write_batch_store(tmp_path / "o.zarr", grid, arrays, attrs, whens)
+    np.save(tmp_path / "inside.npy", np.ones((h, w), np.uint8))
+    mask(tmp_path / "o.zarr", tmp_path / "inside.npy", tmp_path / "m.zarr", CLASSES)
+    out = read_store(tmp_path / "m.zarr")
+    expected = []
+    for i in range(n):
+        d = hashlib.sha1()
+        for b in ("B03", "B08"):
+            d.update(b.encode())
+            d.update(np.ascontiguousarray(out[b][i], dtype="<i2").tobytes())
+        expected.append(d.hexdigest())
+    assert [str(x) for x in out["digest"]] == expected and len(set(expected)) == n
+    monkeypatch.setattr(zio, "GROUP_BYTES", h * w * 16)  # one date per chunk
+    write_batch_store(tmp_path / "dated.zarr", grid, arrays, attrs, whens)
+    mask(tmp_path / "dated.zarr", tmp_path / "inside.npy", tmp_path / "m2.zarr", CLASSES)
+    assert [str(x) for x in read_store(tmp_path / "m2.zarr")["digest"]] == expected
+    bands = {b: out[b].copy() for b in ("B03", "B08")}
+    bands["B08"][1, 4, 3] += 1
+    changed = date_digests(bands)
+    assert changed[0] == expected[0] and changed[2] == expected[2] and changed[1] != expected[1]
+
+
 # ----------------------------------------------------------------------------- mask.dilate_m
 def grown_truth(source: np.ndarray, res: float, radius_m: float) -> np.ndarray:
     """Brute force: True where the centre of a ``source`` pixel is within ``radius_m``

@@ -160,6 +160,21 @@ def test_new_acquisitions_only_new_dates(scenario):
             was = light_before[a][k]
             for b in ("B03", "B04", "B08"):
                 np.testing.assert_array_equal(now[b].values[: len(old[a])], was[b].values)
+    # the gap-filled cube is updated (the new dates' digests differ, the old ones agree),
+    # into the cube a fill from scratch of the same masked stores makes
+    from s2ts.gapfill import gapfill
+
+    for a in aois:
+        log = (res / "logs" / "gapfill" / f"{a}.log").read_text()
+        assert f"dates from {new[a][0]} ({len(new[a])} of {len(old[a]) + len(new[a])}) changed or new" in log
+        assert "gap-filling" not in log
+        cube = open_dataset(res / a / "gapfill.zarr").load()
+        scratch = wd / f"{a}-scratch.zarr"
+        gapfill(sorted((res / a / "mask").glob("*.zarr")), scratch, list(cube.attrs["bands"]))
+        s = open_dataset(scratch).load()
+        assert set(cube.data_vars) == set(s.data_vars)
+        for v in cube.data_vars:
+            np.testing.assert_array_equal(cube[v].values, s[v].values, err_msg=v)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@ rule gapfill:
     input:
         masked=masked_batches,
     output:
-        cube="<results>/{aoi}/gapfill.zarr/zarr.json",
+        # updated from the first changed date on, never deleted first (s2ts.gapfill.update)
+        cube=update("<results>/{aoi}/gapfill.zarr/zarr.json"),
     log:
         "<results>/logs/gapfill/{aoi}.log",
     benchmark:
