@@ -470,6 +470,7 @@ def gapfill(
     plan = update_plan(out_path, out, chunk)
     if isinstance(plan, dict):
         update(out, out_path, plan, [Path(p) for p in masked_paths], times, fill_ends, max_gap_days, method, threads)
+        return out.attrs
     else:
         log.info(
             "gap-filling (%s) %d dates x %d x %d pixels, bands %s, in %d chunk(s) of up to %d x %d pixels on %d "
@@ -615,11 +616,13 @@ def update(out, out_path, plan: dict, masked_paths, times, fill_ends, max_gap_da
         zarr.consolidate_metadata(str(tmp), zarr_format=3)
     linked = sum(s[0] for s in stats)
     first = min(s[1] for s in stats)
+    n = np.sum([s[2] for s in stats], axis=0)
     days = [str(d) for d in out["solar_day"].values]
     log.info(
         "updated %s: dates from %s (%d of %d) changed or new against the earlier cube (%d dates); refilled "
         "%d spatial chunk(s) of up to %d x %d pixels from date %s at the earliest on %d thread(s); %d stored "
-        "chunk file(s) kept from the earlier cube (hard links), the rest rewritten",
+        "chunk file(s) kept from the earlier cube (hard links), the rest rewritten: %d observed, %d interpolated, "
+        "%d end-filled, %d still missing pixel-dates rewritten",
         out_path,
         days[c0] if c0 < n_t else "-",
         n_t - c0,
@@ -631,6 +634,10 @@ def update(out, out_path, plan: dict, masked_paths, times, fill_ends, max_gap_da
         days[first] if first < n_t else "-",
         threads,
         linked,
+        n[OBSERVED],
+        n[INTERPOLATED],
+        n[END_FILLED],
+        n[MISSING],
     )
     open_dataset(out_path)  # the renamed store opens (consolidated metadata in place)
 
@@ -684,7 +691,7 @@ def _last_observations(obs: np.ndarray, k: int) -> list[np.ndarray]:
 
 def _update_chunk(ys, xs, c0, tail, old, new, sources, times, fill_ends, max_gap_days, method) -> tuple[int, int]:
     """Update one spatial chunk (see :func:`update`); returns (files linked, first
-    date index written)."""
+    date index written, pixel-dates written per flag value)."""
     n_t = sources.n_t
     time_chunk = new["flag"].chunks[0]
     k, k_ctx = _REACH[method]
@@ -709,6 +716,7 @@ def _update_chunk(ys, xs, c0, tail, old, new, sources, times, fill_ends, max_gap
     flag = _fill_bands(flat, times[w:], fill_ends, _max_gap(max_gap_days), method)
     pixels = rows * cols
     values = [*flat, flag]
+    counts = np.zeros(len(FLAG_VALUES), np.int64)
     if s < n_t:
         for name, filled in zip((*sources.bands, "flag"), values):
             part = np.empty((n_t - s, pixels), filled.dtype)
@@ -720,12 +728,13 @@ def _update_chunk(ys, xs, c0, tail, old, new, sources, times, fill_ends, max_gap
                     np.copyto(part[lo - s : c0 - s], filled[lo - w : c0 - w], where=reach)
             part[max(c0, s) - s :] = filled[max(c0, s) - w :]
             new[name][s:n_t, ys, xs] = part.reshape(n_t - s, rows, cols)
+        counts += np.bincount(part.ravel(), minlength=len(FLAG_VALUES))  # the flag, written last
     linked = 0
     r, c = ys.start // new["flag"].chunks[1], xs.start // new["flag"].chunks[2]
     for name in (*sources.bands, "flag"):
         for i in range(s // time_chunk):
             linked += _link(old[name], new[name], f"{i}.{r}.{c}")
-    return linked, first
+    return linked, first, counts
 
 
 def _max_gap(max_gap_days):

@@ -850,7 +850,7 @@ def stored_files(store):
     }
 
 
-def test_an_update_links_the_time_chunks_no_change_reaches(tmp_path, monkeypatch):
+def test_an_update_links_the_time_chunks_no_change_reaches(tmp_path, monkeypatch, caplog):
     """One new date: the stored chunks of the earlier dates that no change reaches are
     the earlier cube's files, as they were (the same inodes and bytes: nothing
     re-encoded, copied or written in place); the chunks that hold changed values are
@@ -861,7 +861,8 @@ def test_an_update_links_the_time_chunks_no_change_reaches(tmp_path, monkeypatch
     out = tmp_path / "gapfill.zarr"
     gapfill(write_series_stores(tmp_path / "earlier", grid, cubes, strings, list(range(29))), out, list(cubes))
     was = stored_files(out)
-    gapfill(write_series_stores(tmp_path / "now", grid, cubes, strings, list(range(30))), out, list(cubes))
+    with caplog.at_level(logging.INFO, logger="gapfill"):
+        gapfill(write_series_stores(tmp_path / "now", grid, cubes, strings, list(range(30))), out, list(cubes))
     now = stored_files(out)
     same = {k for k in now if k in was and now[k][0] == was[k][0]}
     assert all(now[k] == was[k] for k in same)  # linked files: the earlier bytes
@@ -869,12 +870,14 @@ def test_an_update_links_the_time_chunks_no_change_reaches(tmp_path, monkeypatch
     # date 29 changes from its last observation before it (linear), so the chunk is
     # rewritten from the time chunk (4 dates) that holds the earliest such observation
     obs = np.stack([c != FILL for c in cubes.values()]).all(axis=0)
-    expected = set()
+    flag = open_dataset(out)["flag"].values
+    expected, counts = set(), np.zeros(4, np.int64)
     for r, c in np.ndindex(3, 3):
         o = obs[:, 8 * r : 8 * r + 8, 8 * c : 8 * c + 8].reshape(30, -1)
         steps = np.arange(29)[:, None]
         last = np.where(o[:29], steps, -1).max(axis=0)
         start = np.where(o[29], np.maximum(last, 0), 29).min()
+        counts += np.bincount(flag[start // 4 * 4 :, 8 * r : 8 * r + 8, 8 * c : 8 * c + 8].ravel(), minlength=4)
         expected |= {
             k
             for k in now
@@ -882,6 +885,12 @@ def test_an_update_links_the_time_chunks_no_change_reaches(tmp_path, monkeypatch
         }
     assert set(now) - same == expected
     assert 0 < len(expected) < len(now)
+    # the log counts the rewritten pixel-dates per flag value
+    observed, interpolated, end_filled, missing = counts[1], counts[2], counts[3], counts[0]
+    assert (
+        f"{observed} observed, {interpolated} interpolated, {end_filled} end-filled, {missing} still missing "
+        "pixel-dates rewritten" in caplog.text
+    )
 
 
 @pytest.mark.parametrize(
