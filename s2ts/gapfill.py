@@ -53,6 +53,16 @@ date's missing pixels, with float64 only for those pixels of that date. The
 cube is never promoted to float (about 7 bytes per value of a window at peak,
 less than one float64 copy).
 
+Updates (:func:`update_plan`, :func:`update`): the store is chunked by
+:data:`TIME_CHUNK` dates and records the masked dates' digests (s2ts.mask) and the
+stage's code digest. When the rule runs again (new acquisition dates, a rewritten
+batch) on a cube of the same grid, bands and settings whose dates and digests agree
+with the masked stores' up to a date ``c0``, only what a change can reach is refilled:
+per pixel, from its last observation before ``c0`` (its second last for pchip), and
+only if it is observed on a changed date or the old cube had dates from ``c0`` on. The
+time chunks before the earliest change of a spatial chunk are hard links to the old
+cube's files; the new store is renamed into place. Same values as a fill from scratch.
+
 Import-light on purpose (numpy + zarr only): the rule runs in a numpy/zarr
 environment.
 """

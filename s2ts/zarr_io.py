@@ -23,9 +23,11 @@ offset_fix    ``offset_fix/<batch>.zarr``         ``(time, y, x)`` bands int16 (
                                                   ``SCL_any``, ``source``; per date
                                                   ``item_records``, ``offset_correction`` (JSON)
 mask          ``mask/<batch>.zarr``               ``(time, y, x)`` bands int16 (-32768);
-                                                  ``valid_fraction(time)``, the per-date records
+                                                  ``valid_fraction(time)``, ``digest(time)``
+                                                  (s2ts.mask), the per-date records
 gapfill       ``gapfill.zarr``                    ``(time, y, x)`` bands int16 (-32768) and
-                                                  ``flag`` uint8 (see s2ts.gapfill)
+                                                  ``flag`` uint8 (see s2ts.gapfill);
+                                                  ``mask_digest(time)``, the per-date records
 ============  ==================================  =============================================
 
 Per-date stores are chunked ``CHUNK`` x ``CHUNK`` in space; batch stores one date by
