@@ -686,6 +686,36 @@ class _DateReader:
         return out
 
 
+def last_observations_before(flag, c0: int, ys: slice, xs: slice, wanted: np.ndarray, step: int, k: int):
+    """Per pixel of the window ``ys, xs`` of the ``(time, y, x)`` ``flag`` array, the
+    indices of its last, second last, ... ``k``-th last observation (flag 1) before
+    date ``c0`` (-1: none), exact for at least the pixel's ``wanted`` (<= ``k``) last
+    ones; and the first date read.
+
+    Read backwards from ``c0`` in blocks that start on multiples of ``step`` (the
+    stored time chunks) and double, until every pixel has the ``wanted`` number of
+    observations (or the series' start): an update reads the last few time chunks of a
+    long series, not all of it. The indices are those of a scan of every date."""
+    pixels = wanted.size
+    found = [np.full(pixels, -1, np.int64) for _ in range(k)]
+    count = np.zeros(pixels, np.int64)
+    hi, size = c0, step
+    lo = max(0, (c0 - 1) // step * step) if c0 > 0 else 0
+    while hi > lo:
+        obs = (np.asarray(flag[lo:hi, ys, xs]) == OBSERVED).reshape(hi - lo, pixels)
+        for j, last in enumerate(_last_observations(obs, k)):
+            has = last >= 0
+            for i in range(k):  # this block's j-th last is the pixel's (count + j)-th last
+                sel = has & (count + j == i)
+                found[i][sel] = last[sel] + lo
+        count = np.minimum(count + np.minimum(obs.sum(axis=0), k), k)
+        if lo == 0 or np.all(count >= wanted):
+            break
+        hi, size = lo, 2 * size
+        lo = max(0, lo - size)
+    return found, lo
+
+
 def _last_observations(obs: np.ndarray, k: int) -> list[np.ndarray]:
     """Per pixel of ``obs`` ``(T, pixels)``, the indices of its last, second last, ...
     ``k``-th last observation (-1: none)."""
@@ -706,15 +736,16 @@ def _update_chunk(ys, xs, c0, tail, old, new, sources, times, fill_ends, max_gap
     time_chunk = new["flag"].chunks[0]
     k, k_ctx = _REACH[method]
     rows, cols = ys.stop - ys.start, xs.stop - xs.start
-    obs = (old["flag"][:c0, ys, xs] == OBSERVED).reshape(c0, -1)
-    lasts = _last_observations(obs, k_ctx)
+    pixels = rows * cols
     after = sources.read(c0, n_t, ys, xs)  # the changed and new dates
     if tail:  # the old cube's dates from c0 on were observations too: any pixel may change
-        touched = np.ones(obs.shape[1], bool)
+        touched = np.ones(pixels, bool)
     else:
-        touched = np.zeros(obs.shape[1], bool)
+        touched = np.zeros(pixels, bool)
         for a in after:
-            touched |= (a.reshape(a.shape[0], obs.shape[1]) != FILL_INT16).any(axis=0)
+            touched |= (a.reshape(a.shape[0], pixels) != FILL_INT16).any(axis=0)
+    # each pixel's last observations before c0: k_ctx of them where a change reaches, one elsewhere
+    lasts, _ = last_observations_before(old["flag"], c0, ys, xs, np.where(touched, k_ctx, 1), time_chunk, k_ctx)
     # per pixel, the first date a change reaches (start) and the first its refill needs (need)
     start = np.where(touched, np.maximum(lasts[k - 1], 0), c0)
     need = np.where(touched, np.maximum(lasts[k_ctx - 1], 0), np.where(lasts[0] >= 0, lasts[0], c0))
@@ -722,9 +753,8 @@ def _update_chunk(ys, xs, c0, tail, old, new, sources, times, fill_ends, max_gap
     w = int(need.min()) if need.size else c0
     s = first // time_chunk * time_chunk
     before = sources.read(w, c0, ys, xs)
-    flat = [np.concatenate([b, a]).reshape(n_t - w, obs.shape[1]) for b, a in zip(before, after)]
+    flat = [np.concatenate([b, a]).reshape(n_t - w, pixels) for b, a in zip(before, after)]
     flag = _fill_bands(flat, times[w:], fill_ends, _max_gap(max_gap_days), method)
-    pixels = rows * cols
     values = [*flat, flag]
     counts = np.zeros(len(FLAG_VALUES), np.int64)
     if s < n_t:

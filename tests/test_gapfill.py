@@ -970,3 +970,34 @@ def test_a_failed_update_leaves_the_earlier_cube(tmp_path, monkeypatch):
         open_dataset(out)["B08"].values, open_dataset(tmp_path / "scratch.zarr")["B08"].values
     )
     assert open_dataset(out).sizes["time"] == 30
+
+
+@pytest.mark.parametrize("c0", [1, 7, 16, 29, 40])
+@pytest.mark.parametrize("p_observed", [0.05, 0.5])
+def test_last_observations_are_those_of_a_scan_of_every_date(c0, p_observed):
+    """An update's search for each pixel's last observations before c0, reading back a
+    few stored time chunks at a time: the wanted ones are those of a brute-force scan
+    of every date; it stops as soon as every pixel has them (here: a clear date just
+    before c0 stops it in the first time chunk)."""
+    rng = np.random.default_rng(c0)
+    flag = rng.choice([0, 1, 2, 3], size=(40, 6, 5), p=[0.2, p_observed, 0.8 - p_observed - 0.1, 0.1]).astype(np.uint8)
+    flag[:, 0, 0] = 2  # never observed
+    flag[5, 0, 1] = 1  # observed once, early
+    flag[:, 0, 1][np.arange(40) != 5] = 3
+    wanted = rng.integers(1, 4, 30)
+    ys, xs = slice(0, 6), slice(0, 5)
+    found, lo = gf.last_observations_before(flag, c0, ys, xs, wanted, 4, 3)
+    obs = (flag[:c0] == 1).reshape(c0, -1)
+    for p in range(30):
+        truth = list(np.flatnonzero(obs[:, p])[::-1][:3]) + [-1, -1, -1]
+        for i in range(wanted[p]):
+            assert found[i][p] == truth[i], (p, i)
+    assert lo == 0  # a pixel never observed: read back to the first date
+    if c0 < 3:
+        return
+    clear = flag.copy()
+    clear[c0 - 3 : c0] = 1  # three clear dates just before c0
+    found, lo = gf.last_observations_before(clear, c0, ys, xs, wanted, 4, 3)
+    first = (c0 - 1) // 4 * 4  # the first block: from the time chunk that holds c0 - 1
+    assert lo == (first if c0 - 3 >= first else max(0, first - 8))  # then a block twice as long
+    assert all(found[i][p] == c0 - 1 - i for p in range(30) for i in range(wanted[p]))
