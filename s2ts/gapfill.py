@@ -481,22 +481,21 @@ def gapfill(
     if isinstance(plan, dict):
         update(out, out_path, plan, [Path(p) for p in masked_paths], times, fill_ends, max_gap_days, method, threads)
         return out.attrs
-    else:
-        log.info(
-            "gap-filling (%s) %d dates x %d x %d pixels, bands %s, in %d chunk(s) of up to %d x %d pixels on %d "
-            "thread(s) (%s)",
-            method,
-            ds.sizes["time"],
-            ds.sizes["y"],
-            ds.sizes["x"],
-            ",".join(bands),
-            len(rows) * len(cols),
-            max(rows),
-            max(cols),
-            threads,
-            plan,
-        )
-        _write(out, out_path, chunk, threads)
+    log.info(
+        "gap-filling (%s) %d dates x %d x %d pixels, bands %s, in %d chunk(s) of up to %d x %d pixels on %d "
+        "thread(s) (%s)",
+        method,
+        ds.sizes["time"],
+        ds.sizes["y"],
+        ds.sizes["x"],
+        ",".join(bands),
+        len(rows) * len(cols),
+        max(rows),
+        max(cols),
+        threads,
+        plan,
+    )
+    _write(out, out_path, chunk, threads)
     with _threads(threads):
         n = flag_counts(out_path)
     log.info(
@@ -592,7 +591,7 @@ def update(out, out_path, plan: dict, masked_paths, times, fill_ends, max_gap_da
     import zarr
 
     from s2ts.io import atomic_path
-    from s2ts.zarr_io import _encoding, _plain_attrs, _quiet, open_dataset
+    from s2ts.zarr_io import consolidate, create_store, open_dataset
 
     bands = list(out.attrs["bands"])
     names = [*bands, "flag"]
@@ -602,13 +601,8 @@ def update(out, out_path, plan: dict, masked_paths, times, fill_ends, max_gap_da
     old_arrays = {v: old_group[v] for v in names}
     chunk = old_arrays["flag"].chunks
     sources = _DateReader(masked_paths, out["time"].values, bands)
-    stats = []
-    with atomic_path(out_path) as tmp, _quiet():
-        plain = _plain_attrs(out)
-        encoding = _encoding(plain)
-        for v in names:
-            encoding[v]["chunks"] = chunk
-        plain.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=encoding, compute=False)
+    with atomic_path(out_path) as tmp:
+        create_store(out, tmp, chunks={v: chunk for v in names})
         new_group = zarr.open_group(str(tmp), mode="r+")
         new_arrays = {v: new_group[v] for v in names}
 
@@ -623,7 +617,7 @@ def update(out, out_path, plan: dict, masked_paths, times, fill_ends, max_gap_da
             for x in range(0, width, chunk[2])
         ]
         stats = dask.compute(*tasks, scheduler="threads", num_workers=max(1, int(threads)))
-        zarr.consolidate_metadata(str(tmp), zarr_format=3)
+        consolidate(tmp)
     linked = sum(s[0] for s in stats)
     first = min(s[1] for s in stats)
     n = np.sum([s[2] for s in stats], axis=0)
@@ -754,7 +748,8 @@ def _update_chunk(ys, xs, c0, tail, old, new, sources, times, fill_ends, max_gap
     s = first // time_chunk * time_chunk
     before = sources.read(w, c0, ys, xs)
     flat = [np.concatenate([b, a]).reshape(n_t - w, pixels) for b, a in zip(before, after)]
-    flag = _fill_bands(flat, times[w:], fill_ends, _max_gap(max_gap_days), method)
+    t, max_gap = _checked(flat[0], times[w:], max_gap_days, method)
+    flag = _fill_bands(flat, t, fill_ends, max_gap, method)
     values = [*flat, flag]
     counts = np.zeros(len(FLAG_VALUES), np.int64)
     if s < n_t:
@@ -775,10 +770,6 @@ def _update_chunk(ys, xs, c0, tail, old, new, sources, times, fill_ends, max_gap
         for i in range(s // time_chunk):
             linked += _link(old[name], new[name], f"{i}.{r}.{c}")
     return linked, first, counts
-
-
-def _max_gap(max_gap_days):
-    return None if max_gap_days is None else float(max_gap_days) * DAY
 
 
 def _link(old, new, key: str) -> int:

@@ -117,9 +117,10 @@ def time_chunk(height: int, width: int, bytes_per_pixel: int = 16) -> int:
     return max(1, min(per_chunk, per_group))
 
 
-def _encoding(ds, time_chunk_size: int | None = None) -> dict:
+def _encoding(ds, time_chunk_size: int | None = None, chunks: dict | None = None) -> dict:
     """Per-variable encoding: grid mapping, zstd, fill value and chunks (``CHUNK`` x
-    ``CHUNK`` in space; ``time_chunk_size`` dates, default :func:`time_chunk`)."""
+    ``CHUNK`` in space; ``time_chunk_size`` dates, default :func:`time_chunk`; the
+    stored chunks of some variables set by ``chunks``, ``{name: shape}``)."""
     import zarr
 
     flat = {"chunk_key_encoding": CHUNK_KEYS}
@@ -137,6 +138,8 @@ def _encoding(ds, time_chunk_size: int | None = None) -> dict:
         enc[name] = e
     if "time" in ds.coords:
         enc["time"].update(TIME_ENCODING)
+    for name, shape in (chunks or {}).items():
+        enc[name]["chunks"] = tuple(shape)
     return enc
 
 
@@ -250,10 +253,7 @@ def write_dataset(ds, path, chunks: dict | None = None) -> None:
     with atomic_path(path) as tmp, _quiet():
         buffered = ds.nbytes <= BUFFERED_BYTES and not any(v.chunks for v in ds.variables.values())
         if not buffered:
-            encoding = _encoding(ds)
-            for name, shape in (chunks or {}).items():
-                encoding[name]["chunks"] = tuple(shape)
-            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=encoding)
+            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds, chunks=chunks))
             return
         layout = _layout(ds)
         held = next(iter(_TEMPLATE[-1:]), (None, None))  # a slice: atomic
@@ -265,6 +265,27 @@ def write_dataset(ds, path, chunks: dict | None = None) -> None:
             ds.to_zarr(MemoryStore(keys), mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds))
             _TEMPLATE[:] = [(layout, keys)] if layout is not None else []  # never changed after: each use copies
         _persist(keys, Path(tmp))
+
+
+def create_store(ds, path, chunks: dict | None = None) -> None:
+    """Create the Zarr store ``path`` for ``ds`` as :func:`write_dataset` would write it
+    (same encoding, ``chunks`` as there), with its coordinates and in-memory variables
+    but none of its dask variables' chunks: the caller writes those
+    (``zarr.open_array``), then calls :func:`consolidate`. Not atomic by itself: for a
+    temporary path (s2ts.io.atomic_path)."""
+    ds = _plain_attrs(ds)
+    with _quiet():
+        ds.to_zarr(
+            path, mode="w", zarr_format=3, consolidated=True, encoding=_encoding(ds, chunks=chunks), compute=False
+        )
+
+
+def consolidate(path) -> None:
+    """Consolidate the metadata of the Zarr store ``path`` (one read to open it)."""
+    import zarr
+
+    with _quiet():
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def write_batches(groups, path) -> None:
