@@ -585,3 +585,34 @@ def demo_truth_images(results: Path, times) -> dict:
     with xr.open_dataset(nc) as ds:
         x, y = ds.x.values, ds.y.values
     return {t: area_truth(truth, t, x, y) for t in times}
+
+
+def assert_same_netcdf(a: Path, b: Path, skip_attrs=("history", "date_created")) -> None:
+    """Two NetCDF files hold the same product: dimensions (and which is unlimited),
+    variables in order with their types, chunks, filters, attributes and raw stored
+    values, and the global attributes in order (but ``skip_attrs``: the write's time)."""
+    import netCDF4
+    import numpy as np
+
+    with netCDF4.Dataset(a) as x, netCDF4.Dataset(b) as y:
+        x.set_auto_maskandscale(False)
+        y.set_auto_maskandscale(False)
+        assert [k for k in x.ncattrs() if k not in skip_attrs] == [k for k in y.ncattrs() if k not in skip_attrs]
+        for k in x.ncattrs():
+            if k not in skip_attrs:
+                assert x.getncattr(k) == y.getncattr(k), k
+        dims = [{k: (len(d), d.isunlimited()) for k, d in f.dimensions.items()} for f in (x, y)]
+        assert dims[0] == dims[1]
+        assert list(x.variables) == list(y.variables)
+        for n in x.variables:
+            u, v = x[n], y[n]
+            assert (u.dimensions, u.dtype, u.chunking(), u.filters()) == (
+                v.dimensions,
+                v.dtype,
+                v.chunking(),
+                v.filters(),
+            ), n
+            assert u.ncattrs() == v.ncattrs(), n
+            for k in u.ncattrs():
+                np.testing.assert_array_equal(u.getncattr(k), v.getncattr(k), err_msg=f"{n}:{k}")
+            np.testing.assert_array_equal(np.asarray(u[:]), np.asarray(v[:]), err_msg=n)

@@ -15,7 +15,7 @@ import pyproj
 import pytest
 import xarray as xr
 import yaml
-from conftest import write_batch_store
+from conftest import assert_same_netcdf, write_batch_store
 
 from s2ts.errors import UserError
 from s2ts.gapfill import gapfill, gapfill_from_snakemake
@@ -244,10 +244,11 @@ def test_compressed_and_chunked_for_time_series(nc_3035):
         for name in [*BANDS, "flag"]:
             v = nc[name]
             assert v.dimensions == ("time", "y", "x")
-            assert v.chunking() == [len(DATETIMES), 32, 32]  # whole series in one chunk
+            assert v.chunking() == [len(DATETIMES), 32, 32]  # the cube's 16 dates, here all 5
             filt = v.filters()
             assert filt["zlib"] is True and filt["complevel"] == 1 and filt["shuffle"] is True
         assert nc["B04"].dtype == np.int16
+        assert nc.dimensions["time"].isunlimited()  # a later product can grow from this one
 
 
 def test_global_attributes(nc_3035):
@@ -332,7 +333,7 @@ def test_written_atomically(tmp_path, monkeypatch):
     assert list(out.parent.iterdir()) == []  # neither the file nor a temporary left
     monkeypatch.undo()
     netcdf(cube, manifest, the_config(), out)
-    assert [p.name for p in out.parent.iterdir()] == ["a.nc"]
+    assert sorted(p.name for p in out.parent.iterdir()) == [".a.nc.state.json", "a.nc"]  # the file and its sidecar
 
 
 def test_from_snakemake_wrappers(tmp_path):
@@ -513,3 +514,194 @@ def test_demo_indices_match_the_truth(options_run):
         e = np.concatenate(e)
         assert e.size > 100_000
         assert np.median(e) < 0.002 and np.percentile(e, 90) < 0.01, (name, np.percentile(e, [50, 90, 99, 100]))
+
+
+# ----------------------------------------------------------------------------- updates for new dates
+def update_scene(tmp_path, monkeypatch, before, after, changed=None, seed=3):
+    """An earlier and a later gap-filled cube of one scene (each filled from scratch,
+    as s2ts.gapfill's tests check that an update makes the same cube), small chunks:
+    4 dates by 8 columns in the cube, 4 x 4 x 4 in the NetCDF, so that a product has
+    many regions and a region many NetCDF chunks."""
+    from test_gapfill import series_scene, write_series_stores
+
+    import s2ts.gapfill as gf
+    import s2ts.netcdf as ncmod
+
+    monkeypatch.setattr(gf, "CHUNK", 8)
+    monkeypatch.setattr(gf, "TIME_CHUNK", 4)
+    monkeypatch.setattr(ncmod, "TIME_CHUNK", 4)
+    monkeypatch.setattr(ncmod, "PIXEL_CHUNK", 4)
+    grid, cubes, strings = series_scene(seed)
+    earlier = cubes
+    if changed is not None:  # the earlier run saw other values on those dates
+        earlier = {b: c.copy() for b, c in cubes.items()}
+        for c in earlier.values():
+            c[changed] = np.where(c[changed] == FILL, 4321, FILL)
+    paths = {}
+    for name, c, dates in (("old", earlier, before), ("new", cubes, after)):
+        paths[name] = tmp_path / name / "gapfill.zarr"
+        gapfill(write_series_stores(tmp_path / f"masked-{name}", grid, c, strings, list(dates)), paths[name], BANDS)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"aoi": "site_1", "catalog": "demo", "collection": "sentinel-2-l2a"}))
+    return paths, manifest, cubes, strings
+
+
+def period_config(end: str) -> dict:
+    cfg = the_config()
+    cfg["dates"] = {"start": "2022-01-01", "end": end}
+    return cfg
+
+
+def changed_regions(old_cube, new_cube) -> int:
+    """The cube chunks whose values differ between two cubes, from the values: a time
+    chunk new or holding more dates, or a value of a band or the flag not the same."""
+    from s2ts.zarr_io import open_dataset
+
+    a, b = open_dataset(old_cube).load(), open_dataset(new_cube).load()
+    ct, cy, cx = b["flag"].encoding["chunks"]
+    n_old, n_new = a.sizes["time"], b.sizes["time"]
+    count = 0
+    for t0 in range(0, n_new, ct):
+        for y0 in range(0, b.sizes["y"], cy):
+            for x0 in range(0, b.sizes["x"], cx):
+                sel = {"time": slice(t0, t0 + ct), "y": slice(y0, y0 + cy), "x": slice(x0, x0 + cx)}
+                grown = min(ct, n_new - t0) != min(ct, max(0, n_old - t0))
+                count += grown or any(
+                    not np.array_equal(a[v].isel(sel).values, b[v].isel(sel).values) for v in [*BANDS, "flag"]
+                )
+    return count
+
+
+UPDATED = {  # (dates of the earlier product, dates of the later one, dates the earlier cube had otherwise)
+    "one-new-date": (range(29), range(30), None),
+    "new-dates-across-time-chunks": (range(23), range(30), None),
+    "changed-dates-in-the-middle": (range(30), range(30), [13, 14]),
+    "nothing-changed": (range(30), range(30), None),
+}
+
+
+@pytest.mark.parametrize("scenario", list(UPDATED))
+def test_a_product_updated_from_an_earlier_one_equals_a_full_write(tmp_path, monkeypatch, caplog, scenario):
+    """A later product made from an earlier one of its folder: the update path is
+    taken, it writes again exactly the cube regions whose values changed (counted from
+    the cubes' values), and the file equals a full write of the same cube (every
+    variable's stored values, types, chunks, filters and attributes, the global
+    attributes, the unlimited time dimension); the bands are the linear interpolation
+    of the new series (numpy reference); the earlier product is kept as it was."""
+    import logging
+
+    from test_gapfill import epoch_seconds, reference_series
+
+    before, after, changed = UPDATED[scenario]
+    cubes_at, manifest, cubes, strings = update_scene(tmp_path, monkeypatch, before, after, changed)
+    folder = tmp_path / "site_1"
+    old_nc, new_nc = folder / "site_1_2022-01-01_2023-06-01.nc", folder / "site_1_2022-01-01_2023-07-01.nc"
+    netcdf(cubes_at["old"], manifest, period_config("2023-06-01"), old_nc, code="c1")
+    kept = old_nc.read_bytes()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="netcdf"):
+        netcdf(cubes_at["new"], manifest, period_config("2023-07-01"), new_nc, code="c1")
+    n = changed_regions(cubes_at["old"], cubes_at["new"])
+    assert f"updated {new_nc.name} from {old_nc.name} ({len(before)} dates): {n} of the cube's " in caplog.text
+    assert (n == 0) == (scenario == "nothing-changed") and "written in full" not in caplog.text
+    full = tmp_path / "full" / new_nc.name
+    netcdf(cubes_at["new"], manifest, period_config("2023-07-01"), full, code="c1")
+    assert_same_netcdf(new_nc, full)
+    assert old_nc.read_bytes() == kept
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [old_nc.name, new_nc.name, f".{old_nc.name}.state.json", f".{new_nc.name}.state.json"]
+    )
+    times = np.array([epoch_seconds(strings[i]) for i in after], dtype=np.float64)
+    with netCDF4.Dataset(new_nc) as ds:
+        ds.set_auto_maskandscale(False)
+        for b in BANDS:
+            ref, ref_flag = reference_series(cubes[b][list(after)], times)
+            got = np.asarray(ds[b][:])
+            known = ref_flag > 0
+            np.testing.assert_allclose(got[known], np.rint(ref[known]), atol=1)  # rounding ties
+            assert (got[~known] == FILL).all()
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ("dates-dropped", "are not the first dates of the new series"),
+        ("other-settings", "no earlier product of the same settings"),
+        ("other-code", "no earlier product of the same settings"),
+        ("earlier-product-edited", "has changed since it was written"),
+        ("earlier-product-touched", None),
+        ("earlier-product-grown", "by updates, from"),
+        ("most-regions-changed", "regions changed since"),
+    ],
+)
+def test_a_product_that_cannot_be_updated_is_written_in_full(tmp_path, monkeypatch, caplog, change, reason):
+    """Every case where an earlier product cannot be the base: the log says why, and the
+    product is the full write's. A base whose modification time alone changed (Snakemake
+    touches its outputs) is still updated from."""
+    import logging
+    import os
+
+    import s2ts.netcdf as ncmod
+
+    before, after = (range(30), range(26)) if change == "dates-dropped" else (range(29), range(30))
+    # most-regions-changed: the earlier cube had other values on every date
+    changed = list(before) if change == "most-regions-changed" else None
+    cubes_at, manifest, _, _ = update_scene(tmp_path, monkeypatch, before, after, changed)
+    folder = tmp_path / "site_1"
+    old_nc, new_nc = folder / "site_1_a.nc", folder / "site_1_b.nc"
+    netcdf(cubes_at["old"], manifest, period_config("2023-06-01"), old_nc, code="c1")
+    size = old_nc.stat().st_size
+    config, code = period_config("2023-07-01"), "c1"
+    if change == "other-settings":
+        config["institution"] = "another lab"
+    elif change == "other-code":
+        code = "c2"
+    elif change == "earlier-product-edited":  # a value changed in place, the file's size the same
+        with netCDF4.Dataset(old_nc, "a") as ds:
+            ds.set_auto_maskandscale(False)
+            ds["B04"][0, 5, 5] = ds["B04"][0, 5, 5] + 1  # one DN
+        assert old_nc.stat().st_size == size
+    elif change == "earlier-product-touched":  # as Snakemake does to its outputs: still the base
+        os.utime(old_nc, ns=(old_nc.stat().st_atime_ns, old_nc.stat().st_mtime_ns + 10**9))
+    elif change == "earlier-product-grown":
+        monkeypatch.setattr(ncmod, "MAX_GROWTH", 0.9)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="netcdf"):
+        netcdf(cubes_at["new"], manifest, config, new_nc, code=code)
+    if reason is None:
+        assert f"updated {new_nc.name} from {old_nc.name}" in caplog.text
+    else:
+        assert f"{new_nc.name} written in full: " in caplog.text and reason in caplog.text
+        assert "updated" not in caplog.text
+    full = tmp_path / "full" / new_nc.name
+    netcdf(cubes_at["new"], manifest, config, full, code=code)
+    assert_same_netcdf(new_nc, full)
+
+
+def test_a_failed_update_leaves_the_earlier_product(tmp_path, monkeypatch):
+    """An update interrupted while it writes: no new product, no temporary file, no
+    sidecar for it; the earlier product and its sidecar are as they were. The next
+    run updates it."""
+    import s2ts.netcdf as ncmod
+
+    cubes_at, manifest, _, _ = update_scene(tmp_path, monkeypatch, range(29), range(30))
+    folder = tmp_path / "site_1"
+    old_nc, new_nc = folder / "site_1_a.nc", folder / "site_1_b.nc"
+    netcdf(cubes_at["old"], manifest, period_config("2023-06-01"), old_nc, code="c1")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real = ncmod._encoded
+
+    def failing(var, enc):
+        if var.name == "flag":
+            raise KeyboardInterrupt
+        return real(var, enc)
+
+    monkeypatch.setattr(ncmod, "_encoded", failing)
+    with pytest.raises(KeyboardInterrupt):
+        netcdf(cubes_at["new"], manifest, period_config("2023-07-01"), new_nc, code="c1")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    monkeypatch.setattr(ncmod, "_encoded", real)
+    netcdf(cubes_at["new"], manifest, period_config("2023-07-01"), new_nc, code="c1")
+    full = tmp_path / "full" / new_nc.name
+    netcdf(cubes_at["new"], manifest, period_config("2023-07-01"), full, code="c1")
+    assert_same_netcdf(new_nc, full)

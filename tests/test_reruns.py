@@ -7,6 +7,7 @@ one thing, reruns, and checks which jobs ran and that untouched outputs were not
 rewritten."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -128,6 +129,7 @@ def test_new_acquisitions_only_new_dates(scenario):
     period grows from mid-February into March: the 2022 tile job reruns and reads the
     new dates only (its earlier stores are kept, untouched), the year's light stores
     are redone with the old dates' values unchanged."""
+    import netCDF4
     import numpy as np
 
     from s2ts.zarr_io import open_dataset
@@ -175,6 +177,24 @@ def test_new_acquisitions_only_new_dates(scenario):
         assert set(cube.data_vars) == set(s.data_vars)
         for v in cube.data_vars:
             np.testing.assert_array_equal(cube[v].values, s[v].values, err_msg=v)
+    # the later period's NetCDF is the earlier period's, copied and updated where the cube
+    # changed, into what a full write of the same cube makes; the earlier product is kept
+    from conftest import assert_same_netcdf
+
+    from s2ts.netcdf import netcdf
+
+    for a in aois:
+        earlier, later = f"{a}_{START}_{END}.nc", f"{a}_{START}_{LATER}.nc"
+        assert after[f"{a}/{earlier}"] == before[f"{a}/{earlier}"]
+        log = (res / "logs" / "netcdf" / f"{a}.log").read_text()
+        # the earlier product found (same settings, unchanged), but every region of the cube
+        # changed: its one time chunk grew (test_a_later_period_updates_the_earlier_netcdf)
+        assert f"{later} written in full: 2 of the cube's 2 regions changed since {earlier}" in log
+        with netCDF4.Dataset(res / a / later) as ds:
+            config_written = json.loads(ds.getncattr("configuration"))
+        full = wd / "full" / later
+        netcdf(res / a / "gapfill.zarr", res / a / "manifest.json", config_written, full)
+        assert_same_netcdf(res / a / later, full)
 
 
 @pytest.mark.parametrize(
@@ -357,3 +377,38 @@ def test_dilation_change_redoes_mask_and_after_never_a_tile(scenario):
     assert untouched(before, after, ("/tile/", "/offset_fix/"))
     redone = [k for k in before if "/mask/" in k]
     assert redone and all(after[k] != before[k] for k in redone)
+
+
+def test_a_later_period_updates_the_earlier_netcdf(tmp_path):
+    """Over more dates than one NetCDF chunk holds (16), a later ``dates.end`` makes the
+    new period's NetCDF from the earlier one: the job's log says it updated it and wrote
+    again fewer regions of the cube than it has (the earlier time chunks are kept), and
+    the product equals a full write of the same cube; the earlier product is kept as it
+    was. This runs through Snakemake, which touches its outputs after each job."""
+    import netCDF4
+    from conftest import assert_same_netcdf
+
+    from s2ts.netcdf import netcdf
+
+    wd = make_workdir(tmp_path / "wd")
+    start, end, later = "2021-01-01", "2021-07-01", "2021-07-10"
+    base = {"aoi.path": str(ROOT / "resources" / "banc_arguin.geojson"), "dates.start": start}
+    run(wd, config(wd, **base, **{"dates.end": end}))
+    res, a = wd / "results", "1"  # the tutorial polygon's id
+    old = dates_of(wd, a)
+    assert len(old) > 16  # more than one time chunk
+    earlier, product = res / a / f"{a}_{start}_{end}.nc", res / a / f"{a}_{start}_{later}.nc"
+    kept = earlier.read_bytes()
+    _, jobs = run(wd, config(wd, **base, **{"dates.end": later}))
+    assert len(dates_of(wd, a)) > len(old) and ("netcdf", f"aoi={a}") in jobs
+    log = (res / "logs" / "netcdf" / f"{a}.log").read_text()
+    m = re.search(
+        rf"updated {product.name} from {earlier.name} \({len(old)} dates\): (\d+) of the cube's (\d+) regions", log
+    )
+    assert m and 0 < int(m[1]) < int(m[2]), log
+    assert earlier.read_bytes() == kept
+    with netCDF4.Dataset(product) as ds:
+        config_written = json.loads(ds.getncattr("configuration"))
+    full = tmp_path / "full" / product.name
+    netcdf(res / a / "gapfill.zarr", res / a / "manifest.json", config_written, full)
+    assert_same_netcdf(product, full)
