@@ -546,9 +546,10 @@ def update_scene(tmp_path, monkeypatch, before, after, changed=None, seed=3):
     return paths, manifest, cubes, strings
 
 
-def period_config(end: str) -> dict:
+def period_config(end: str, indices=()) -> dict:
     cfg = the_config()
     cfg["dates"] = {"start": "2022-01-01", "end": end}
+    cfg["indices"] = list(indices)
     return cfg
 
 
@@ -577,6 +578,7 @@ UPDATED = {  # (dates of the earlier product, dates of the later one, dates the 
     "new-dates-across-time-chunks": (range(23), range(30), None),
     "changed-dates-in-the-middle": (range(30), range(30), [13, 14]),
     "nothing-changed": (range(30), range(30), None),
+    "one-new-date-with-indices": (range(29), range(30), None),
 }
 
 
@@ -596,16 +598,17 @@ def test_a_product_updated_from_an_earlier_one_equals_a_full_write(tmp_path, mon
     cubes_at, manifest, cubes, strings = update_scene(tmp_path, monkeypatch, before, after, changed)
     folder = tmp_path / "site_1"
     old_nc, new_nc = folder / "site_1_2022-01-01_2023-06-01.nc", folder / "site_1_2022-01-01_2023-07-01.nc"
-    netcdf(cubes_at["old"], manifest, period_config("2023-06-01"), old_nc, code="c1")
+    indices = ["NDWI", "NDVI"] if scenario.endswith("indices") else []
+    netcdf(cubes_at["old"], manifest, period_config("2023-06-01", indices), old_nc, code="c1")
     kept = old_nc.read_bytes()
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="netcdf"):
-        netcdf(cubes_at["new"], manifest, period_config("2023-07-01"), new_nc, code="c1")
+        netcdf(cubes_at["new"], manifest, period_config("2023-07-01", indices), new_nc, code="c1")
     n = changed_regions(cubes_at["old"], cubes_at["new"])
     assert f"updated {new_nc.name} from {old_nc.name} ({len(before)} dates): {n} of the cube's " in caplog.text
     assert (n == 0) == (scenario == "nothing-changed") and "written in full" not in caplog.text
     full = tmp_path / "full" / new_nc.name
-    netcdf(cubes_at["new"], manifest, period_config("2023-07-01"), full, code="c1")
+    netcdf(cubes_at["new"], manifest, period_config("2023-07-01", indices), full, code="c1")
     assert_same_netcdf(new_nc, full)
     assert old_nc.read_bytes() == kept
     assert sorted(p.name for p in folder.iterdir()) == sorted(
@@ -620,6 +623,11 @@ def test_a_product_updated_from_an_earlier_one_equals_a_full_write(tmp_path, mon
             known = ref_flag > 0
             np.testing.assert_allclose(got[known], np.rint(ref[known]), atol=1)  # rounding ties
             assert (got[~known] == FILL).all()
+        for name in indices:  # the indices of the written bands, by their definitions
+            x, y = (np.asarray(ds[b][:], np.float64) for b in DEFINITIONS[name])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                want = np.where((x == FILL) | (y == FILL) | (x + y == 0), np.nan, (x - y) / (x + y))
+            np.testing.assert_allclose(np.asarray(ds[name][:]), want, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize(
