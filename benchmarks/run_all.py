@@ -390,8 +390,8 @@ def rerun_series_bound(
     jobs (``walls``, from :func:`per_aoi_walls_since`), each job's wall less its
     stage's imports and less ``process_s`` (a process's start and Snakemake's script
     preamble, :func:`process_start_seconds`). These jobs work per AOI whatever one
-    date adds (the search and the NetCDF redo the whole series; the gap-fill updates
-    its cube from what the new date can reach), so no change to the per-date or
+    date adds (the search redoes the whole series; the gap-fill and the NetCDF update
+    their outputs from what the new date can reach), so no change to the per-date or
     per-batch stages takes a rerun below this. A stage without an import
     figure counts for nothing (the bound stays a lower bound)."""
     work, missing = {}, []
@@ -687,7 +687,7 @@ def table(fig: dict) -> str:
                 note = (
                     f"{b['share_of_full']:.3f} of the full run: the no-op rerun and the work (wall less imports and "
                     f"{b['process_s']:.2f} s of process start) of the rerun's per-AOI jobs ({work}): the search "
-                    "and the NetCDF redo the whole series, the gap-fill updates its cube from the new date's reach; "
+                    "redoes the whole series, the gap-fill and the NetCDF update their outputs from the new date's reach; "
                     "no per-date or per-batch change, and no fewer processes, takes the rerun below this"
                 )
                 rows.append(_bound_row(transport, "Snakemake's own and the per-AOI stages' work", b, note))
