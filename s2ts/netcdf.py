@@ -530,7 +530,7 @@ def netcdf(cube_path, manifest_json, config: dict, out_nc, threads: int = 1, cod
     }
     finish(out, [*bands, "flag", *indices])  # last: the coordinates' own attributes
     if isinstance(plan, dict):
-        update(out, encoding, plan, out_nc, plan["chunk"], threads)
+        update(out, encoding, plan, out_nc, threads)
         per_date = plan["bytes_per_date"]
         log.info(
             "updated %s from %s (%d dates): %d of the cube's %d regions of %s dates x pixels written again",
@@ -674,7 +674,7 @@ def update_plan(out_nc, key: str, cube_digests, times: np.ndarray) -> dict | str
             stat = base.stat()
         except (OSError, ValueError):
             continue
-        if (st.get("file") or [None])[0] == stat.st_size and st.get("key") == key:
+        if _state_ok(st) and st["file"][0] == stat.st_size and st["key"] == key:
             found.append((stat.st_mtime_ns, base, st))
     if not found:
         return "no earlier product of the same settings in its folder"
@@ -682,14 +682,14 @@ def update_plan(out_nc, key: str, cube_digests, times: np.ndarray) -> dict | str
     if chunk[0] != TIME_CHUNK:
         return f"the gap-filled cube's chunks hold {chunk[0]} dates, not {TIME_CHUNK}"
     found = [
-        (sum(digests.get(k) == v for k, v in st.get("digests", {}).items()), mtime, base, st)
+        (sum(digests.get(k) == v for k, v in st["digests"].items()), mtime, base, st)
         for mtime, base, st in found
-        if st.get("chunk") == chunk
+        if st["chunk"] == chunk
     ]
     if not found:
         return "the earlier products of the same settings were made from a cube of other chunks"
-    same, _, base, st = max(found, key=lambda f: f[:2])
-    n_old = int(st["n_time"])
+    _, _, base, st = max(found, key=lambda f: f[:2])
+    n_old = st["n_time"]
     with netCDF4.Dataset(base) as ds:
         ds.set_auto_maskandscale(False)
         unlimited = ds.dimensions["time"].isunlimited()
@@ -699,10 +699,10 @@ def update_plan(out_nc, key: str, cube_digests, times: np.ndarray) -> dict | str
     if n_old != old_times.size or n_old > times.size or not np.array_equal(old_times, times[:n_old]):
         return f"the dates of {base.name} are not the first dates of the new series"
     size = base.stat().st_size
-    if size > MAX_GROWTH * float(st["bytes_per_date"]) * max(1, n_old):
+    if size > MAX_GROWTH * st["bytes_per_date"] * max(1, n_old):
         return (
             f"{base.name} has grown to {size / max(1, n_old):.0f} bytes per date by updates, "
-            f"from {float(st['bytes_per_date']):.0f} at its last full write"
+            f"from {st['bytes_per_date']:.0f} at its last full write"
         )
     regions = sorted(k for k, v in digests.items() if st["digests"].get(k) != v)
     if len(regions) > MAX_UPDATE_SHARE * len(digests):
@@ -715,8 +715,20 @@ def update_plan(out_nc, key: str, cube_digests, times: np.ndarray) -> dict | str
         "regions": regions,
         "of": len(digests),
         "chunk": chunk,
-        "bytes_per_date": float(st["bytes_per_date"]),
+        "bytes_per_date": st["bytes_per_date"],
     }
+
+
+def _state_ok(st) -> bool:
+    """A sidecar as :func:`write_state` writes it (one edited or cut short is ignored)."""
+    types = {"file": list, "key": str, "chunk": list, "n_time": int, "bytes_per_date": (int, float), "digests": dict}
+    return (
+        isinstance(st, dict)
+        and all(isinstance(st.get(k), t) for k, t in types.items())
+        and len(st["file"]) == 2
+        and isinstance(st["file"][0], int)
+        and isinstance(st["file"][1], str)
+    )
 
 
 def file_sha1(path) -> str:
@@ -736,12 +748,12 @@ def _encoded(var, enc: dict) -> np.ndarray:
     return np.asarray(xr.conventions.encode_cf_variable(v, name=var.name).values)
 
 
-def update(out, encoding, plan: dict, out_nc, chunk, threads: int = 1) -> None:
+def update(out, encoding, plan: dict, out_nc, threads: int = 1) -> None:
     """Product ``out_nc``: a copy of ``plan["base"]`` with the time dimension grown to
     ``out``'s dates, every per-date variable and the global attributes written again,
     and each gridded variable written again over the regions (cube chunks) of
-    ``plan["regions"]``, all encoded as ``to_netcdf`` encodes them; written under a
-    temporary name and renamed."""
+    ``plan["regions"]`` (of chunks ``plan["chunk"]``), all encoded as ``to_netcdf``
+    encodes them; written under a temporary name and renamed."""
     import shutil
 
     import dask
@@ -761,7 +773,7 @@ def update(out, encoding, plan: dict, out_nc, chunk, threads: int = 1) -> None:
             for region in plan["regions"]:
                 sel = {
                     d: slice(c * n, min((c + 1) * n, sizes[d]))
-                    for d, c, n in zip(("time", "y", "x"), map(int, region.split(".")), chunk)
+                    for d, c, n in zip(("time", "y", "x"), map(int, region.split(".")), plan["chunk"])
                 }
                 part = out[gridded].isel(sel)
                 values = dask.compute(*(part[name].data for name in gridded))

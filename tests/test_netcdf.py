@@ -638,13 +638,14 @@ def test_a_product_updated_from_an_earlier_one_equals_a_full_write(tmp_path, mon
         ("other-code", "no earlier product of the same settings"),
         ("earlier-product-edited", "has changed since it was written"),
         ("earlier-product-touched", None),
+        ("sidecar-damaged", "no earlier product of the same settings"),
         ("earlier-product-grown", "by updates, from"),
         ("most-regions-changed", "regions changed since"),
     ],
 )
 def test_a_product_that_cannot_be_updated_is_written_in_full(tmp_path, monkeypatch, caplog, change, reason):
-    """Every case where an earlier product cannot be the base: the log says why, and the
-    product is the full write's. A base whose modification time alone changed (Snakemake
+    """Every case where an earlier product cannot be the base (its sidecar damaged
+    included: no traceback): the log says why, and the product is the full write's. A base whose modification time alone changed (Snakemake
     touches its outputs) is still updated from."""
     import logging
     import os
@@ -671,6 +672,9 @@ def test_a_product_that_cannot_be_updated_is_written_in_full(tmp_path, monkeypat
         assert old_nc.stat().st_size == size
     elif change == "earlier-product-touched":  # as Snakemake does to its outputs: still the base
         os.utime(old_nc, ns=(old_nc.stat().st_atime_ns, old_nc.stat().st_mtime_ns + 10**9))
+    elif change == "sidecar-damaged":  # cut short, as by a full disk
+        sidecar = folder / f".{old_nc.name}.state.json"
+        sidecar.write_text(sidecar.read_text()[:200])
     elif change == "earlier-product-grown":
         monkeypatch.setattr(ncmod, "MAX_GROWTH", 0.9)
     caplog.clear()
