@@ -530,7 +530,11 @@ def netcdf(cube_path, manifest_json, config: dict, out_nc, threads: int = 1, cod
     }
     finish(out, [*bands, "flag", *indices])  # last: the coordinates' own attributes
     if isinstance(plan, dict):
-        update(out, encoding, plan, out_nc, threads)
+        try:
+            update(out, encoding, plan, out_nc, threads)
+        except BaseChanged as e:  # edited since: a full write, by the cube's own chunks
+            plan = str(e)
+    if isinstance(plan, dict):
         per_date = plan["bytes_per_date"]
         log.info(
             "updated %s from %s (%d dates): %d of the cube's %d regions of %s dates x pixels written again",
@@ -662,8 +666,8 @@ def update_plan(out_nc, key: str, cube_digests, times: np.ndarray) -> dict | str
     give the sidecar's chunk shape; of these, the one with the most chunks in common.
     Its dates must be the first of ``times`` (encoded), its time dimension unlimited,
     its size within :data:`MAX_GROWTH` of its bytes per date at its last full write,
-    fewer than :data:`MAX_UPDATE_SHARE` of the regions changed, and its bytes those it
-    was written with (SHA-1, checked last: it reads the file)."""
+    and fewer than :data:`MAX_UPDATE_SHARE` of the regions changed. Its bytes must be
+    those it was written with: :func:`update` checks their SHA-1 as it copies them."""
     import netCDF4
 
     found = []
@@ -707,8 +711,6 @@ def update_plan(out_nc, key: str, cube_digests, times: np.ndarray) -> dict | str
     regions = sorted(k for k, v in digests.items() if st["digests"].get(k) != v)
     if len(regions) > MAX_UPDATE_SHARE * len(digests):
         return f"{len(regions)} of the cube's {len(digests)} regions changed since {base.name}"
-    if file_sha1(base) != st["file"][1]:
-        return f"{base.name} has changed since it was written"
     return {
         "base": base,
         "n_old": n_old,
@@ -716,6 +718,7 @@ def update_plan(out_nc, key: str, cube_digests, times: np.ndarray) -> dict | str
         "of": len(digests),
         "chunk": chunk,
         "bytes_per_date": st["bytes_per_date"],
+        "sha1": st["file"][1],
     }
 
 
@@ -729,6 +732,24 @@ def _state_ok(st) -> bool:
         and isinstance(st["file"][0], int)
         and isinstance(st["file"][1], str)
     )
+
+
+class BaseChanged(Exception):
+    """The earlier product's bytes are not those its sidecar records."""
+
+
+def copy_checked(src, dst, sha1: str) -> None:
+    """Copy file ``src`` to ``dst``, hashing the bytes as they are read (one read of
+    the file): :class:`BaseChanged` if their SHA-1 is not ``sha1``."""
+    import hashlib
+
+    h = hashlib.sha1(usedforsecurity=False)
+    with open(src, "rb") as f, open(dst, "wb") as g:
+        while block := f.read(1 << 22):
+            h.update(block)
+            g.write(block)
+    if h.hexdigest() != sha1:
+        raise BaseChanged(f"{Path(src).name} has changed since it was written")
 
 
 def file_sha1(path) -> str:
@@ -753,9 +774,8 @@ def update(out, encoding, plan: dict, out_nc, threads: int = 1) -> None:
     ``out``'s dates, every per-date variable and the global attributes written again,
     and each gridded variable written again over the regions (cube chunks) of
     ``plan["regions"]`` (of chunks ``plan["chunk"]``), all encoded as ``to_netcdf``
-    encodes them; written under a temporary name and renamed."""
-    import shutil
-
+    encodes them; written under a temporary name and renamed. :class:`BaseChanged`
+    (and nothing written) if the base's bytes are not those its sidecar records."""
     import dask
     import netCDF4
 
@@ -765,7 +785,7 @@ def update(out, encoding, plan: dict, out_nc, threads: int = 1) -> None:
     per_date = [n for n, v in out.variables.items() if v.dims == ("time",)]
     gridded = [n for n, v in out.data_vars.items() if v.dims == ("time", "y", "x")]
     with atomic_path(out_nc) as tmp, dask.config.set(scheduler="threads", num_workers=max(1, int(threads))):
-        shutil.copyfile(plan["base"], tmp)
+        copy_checked(plan["base"], tmp, plan["sha1"])
         with netCDF4.Dataset(tmp, "a") as ds:
             ds.set_auto_maskandscale(False)
             for name in per_date:  # the coordinate first: it grows the dimension
